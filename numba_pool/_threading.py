@@ -1,0 +1,141 @@
+"""Choosing between the serial and the parallel kernel, safely.
+
+Numba's threading layers differ in what they survive (Numba docs, "The
+Threading Layers"):
+
+* ``tbb``: safe with concurrent calls from Python threads and after fork.
+* ``omp``: safe with concurrent calls; GNU OpenMP (Linux default) kills a
+  child process started by fork after the parent ran a parallel region.
+* ``workqueue``: safe after fork; two Python threads launching parallel
+  regions at once abort the interpreter.
+
+numba_pool works under any of them: a parallel call is made only where the
+active layer is safe, and the serial kernel (bit-identical results) runs
+otherwise:
+
+* a process forked from a parent whose OpenMP layer was already running
+  uses serial kernels (forever: its OpenMP runtime is unusable);
+* under ``workqueue`` one parallel call runs at a time; a thread that finds
+  another one running computes serially instead of waiting;
+* the first parallel call of the process holds a lock, so two threads never
+  race to start the threading layer;
+* if no threading layer can be loaded (e.g. ``NUMBA_THREADING_LAYER=tbb``
+  without TBB installed) a warning is issued once and everything runs
+  serially.
+
+Small problems never pay thread start-up: below ``PARALLEL_MIN_WORK``
+elements touched, or with one thread (``numba.set_num_threads(1)``), the
+serial kernel runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+import numba
+
+# Elements (input + output) below which a call runs serially.  Measured on a
+# 2-core machine (bench/threshold.py): the parallel launch costs ~10-20 us,
+# which the serial kernel spends on roughly this many elements.
+PARALLEL_MIN_WORK = 1 << 15
+
+_FORK_UNSAFE_LAYERS = {"omp"}  # GNU OpenMP; Intel OpenMP is detected below
+
+_state_lock = threading.Lock()  # guards the first launch and _workqueue_lock use
+_workqueue_lock = threading.Lock()
+_layer: str | None = None  # threading layer once known
+_parallel_broken = False  # no threading layer loads, or fork made it unsafe
+_warned = False
+
+
+def _current_layer() -> str | None:
+    try:
+        return numba.threading_layer()
+    except ValueError:  # not initialised yet
+        return None
+
+
+def _openmp_is_fork_safe() -> bool:
+    try:
+        from numba.np.ufunc import omppool  # type: ignore[attr-defined]
+
+        return getattr(omppool, "openmp_vendor", "GNU") == "Intel"
+    except Exception:  # pragma: no cover - depends on the numba build
+        return False
+
+
+def _after_fork_in_child() -> None:
+    global _parallel_broken, _workqueue_lock, _state_lock
+    # Locks held by other threads at fork time stay locked forever in the
+    # child: give the child fresh ones.
+    _state_lock = threading.Lock()
+    _workqueue_lock = threading.Lock()
+    layer = _current_layer()
+    if layer in _FORK_UNSAFE_LAYERS and not _openmp_is_fork_safe():
+        _parallel_broken = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def parallel_available() -> bool:
+    """True unless this process must run serial kernels only."""
+    return not _parallel_broken
+
+
+def _warn_no_layer(exc: Exception) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"numba_pool: no Numba threading layer could be started ({exc}); "
+            "running serial kernels",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def run(serial, parallel, args, work: int) -> None:
+    """Run ``parallel(*args, nchunks)`` where safe and worth it, else ``serial``.
+
+    ``work`` is the number of elements the call reads and writes.
+    """
+    global _layer, _parallel_broken
+    nthreads = numba.get_num_threads()
+    if _parallel_broken or nthreads == 1 or work < PARALLEL_MIN_WORK:
+        serial(*args, 1)
+        return
+    nchunks = nthreads * 4
+    if _layer is None:
+        with _state_lock:
+            if _layer is None and not _parallel_broken:
+                layer = _current_layer()
+                if layer is None:
+                    try:
+                        parallel(*args, nchunks)
+                    except ValueError as exc:
+                        if "threading layer" not in str(exc):
+                            raise
+                        _parallel_broken = True
+                        _warn_no_layer(exc)
+                        serial(*args, 1)
+                        return
+                    _layer = _current_layer()
+                    return
+                _layer = layer
+        if _parallel_broken:
+            serial(*args, 1)
+            return
+    if _layer == "workqueue":
+        if _workqueue_lock.acquire(blocking=False):
+            try:
+                parallel(*args, nchunks)
+            finally:
+                _workqueue_lock.release()
+        else:
+            serial(*args, 1)
+        return
+    parallel(*args, nchunks)

@@ -1,0 +1,397 @@
+"""Public max pooling API: :func:`max_pool2d`, :func:`max_pool2d_backward`.
+
+Flow of every call: validate arguments -> compute geometry (cached, pure
+Python) -> pick the physical memory layout -> allocate outputs -> call the
+kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _kernels, _threading
+from ._validate import (
+    as_input_array,
+    check_input_shape,
+    int_pair,
+    normalise_bool,
+    normalise_data_format,
+    normalise_padding,
+)
+from .geometry import PoolGeometry, pool_geometry
+
+__all__ = ["MaxPoolArgmax", "max_pool2d", "max_pool2d_backward", "offsets_dtype"]
+
+IntOrPair = Union[int, Tuple[int, int]]
+Padding = Union[str, int, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
+
+CHANNELS_LAST = "channels_last"  # physical (N, H, W, C)
+PLANAR = "planar"  # physical (N*C, H, W, 1), i.e. NCHW memory
+
+_KEY = object()
+
+
+def offsets_dtype(window_elements: int) -> np.dtype:
+    """Smallest unsigned dtype that holds every tap index of a window."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if window_elements <= np.iinfo(dt).max + 1:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)
+
+
+def _compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float16 is pooled in float32 (exact for max; sums round once)."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def _spatial(shape: Sequence[int], data_format: str) -> tuple[int, int, int, int]:
+    """(N, C, H, W) of a logical shape."""
+    if data_format == "NHWC":
+        n, h, w, c = shape
+    else:
+        n, c, h, w = shape
+    return n, c, h, w
+
+
+def _logical_shape(n: int, c: int, h: int, w: int, data_format: str) -> tuple[int, ...]:
+    return (n, h, w, c) if data_format == "NHWC" else (n, c, h, w)
+
+
+def _memory_of(a: np.ndarray, data_format: str) -> str | None:
+    """Physical layout of a logical 4-D array if it is a contiguous one."""
+    if data_format == "NHWC":
+        channels_last, planar = a, a.transpose(0, 3, 1, 2)
+    else:
+        channels_last, planar = a.transpose(0, 2, 3, 1), a
+    natural = CHANNELS_LAST if data_format == "NHWC" else PLANAR
+    views = {CHANNELS_LAST: channels_last, PLANAR: planar}
+    if views[natural].flags.c_contiguous:
+        return natural
+    other = PLANAR if natural == CHANNELS_LAST else CHANNELS_LAST
+    if views[other].flags.c_contiguous:
+        return other
+    return None
+
+
+def _to_physical(a: np.ndarray, data_format: str, memory: str) -> np.ndarray:
+    """Logical array -> C-contiguous physical (B, H, W, C) array (view if possible)."""
+    n, c, h, w = _spatial(a.shape, data_format)
+    if memory == CHANNELS_LAST:
+        v = a if data_format == "NHWC" else a.transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(v)
+    v = a if data_format == "NCHW" else a.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(v).reshape(n * c, h, w, 1)
+
+
+def _to_logical(p: np.ndarray, n: int, c: int, data_format: str, memory: str) -> np.ndarray:
+    """Physical (B, H, W, C) array -> logical view in ``data_format``."""
+    _, h, w, _ = p.shape
+    if memory == CHANNELS_LAST:
+        return p if data_format == "NHWC" else p.transpose(0, 3, 1, 2)
+    v = p.reshape(n, c, h, w)
+    return v if data_format == "NCHW" else v.transpose(0, 2, 3, 1)
+
+
+class MaxPoolArgmax:
+    """Where each max came from; made by :func:`max_pool2d`, consumed by backward.
+
+    Attributes
+    ----------
+    offsets : ndarray
+        Shape of ``y``.  Row-major position of the winner inside its
+        (dilated) window, ``i * kw + j``; ``uint8`` for windows of at most
+        256 elements, a wider unsigned type otherwise.  A writable view.
+    input_shape, output_shape : tuple of int
+        Logical shapes of ``x`` and ``y``.
+    data_format : str
+        "NHWC" or "NCHW".
+    dtype : numpy.dtype
+        dtype of ``x`` (and of ``dx``).
+    geometry : PoolGeometry
+        Resolved pool size, strides, dilation and padding.
+    """
+
+    __slots__ = ("_offsets", "_geometry", "_input_shape", "_data_format", "_dtype", "_memory")
+
+    def __init__(self, *args, **kwargs):
+        if not args or args[0] is not _KEY:
+            raise TypeError("MaxPoolArgmax is created by numba_pool.max_pool2d, not directly")
+        _, offsets, geometry, input_shape, data_format, dtype, memory = args
+        self._offsets = offsets  # physical (B, Ho, Wo, C), C-contiguous
+        self._geometry = geometry
+        self._input_shape = tuple(input_shape)
+        self._data_format = data_format
+        self._dtype = np.dtype(dtype)
+        self._memory = memory
+
+    @property
+    def offsets(self) -> np.ndarray:
+        n, c, _, _ = _spatial(self._input_shape, self._data_format)
+        return _to_logical(self._offsets, n, c, self._data_format, self._memory)
+
+    @property
+    def geometry(self) -> PoolGeometry:
+        return self._geometry
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self._input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        n, c, _, _ = _spatial(self._input_shape, self._data_format)
+        ho, wo = self._geometry.output_size
+        return _logical_shape(n, c, ho, wo, self._data_format)
+
+    @property
+    def data_format(self) -> str:
+        return self._data_format
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    def flat_indices(self) -> np.ndarray:
+        """PyTorch-style indices: ``h * W + w`` of each winner in its input plane (int64)."""
+        g = self._geometry
+        off = self.offsets.astype(np.int64)
+        kw = g.cols.kernel
+        i, j = np.divmod(off, kw)
+        h_ax, w_ax = (1, 2) if self._data_format == "NHWC" else (2, 3)
+        shape = [1, 1, 1, 1]
+        shape[h_ax] = -1
+        rstart = g.rows.start.reshape(shape)
+        shape = [1, 1, 1, 1]
+        shape[w_ax] = -1
+        cstart = g.cols.start.reshape(shape)
+        h = rstart + i * g.rows.dilation
+        w = cstart + j * g.cols.dilation
+        return h * g.cols.size + w
+
+    def __repr__(self) -> str:
+        g = self._geometry
+        return (
+            f"MaxPoolArgmax(input_shape={self._input_shape}, output_shape={self.output_shape}, "
+            f"data_format={self._data_format!r}, pool_size={g.pool_size}, strides={g.strides}, "
+            f"padding={g.padding}, dilation={g.dilation}, dtype={self._dtype})"
+        )
+
+
+def _resolve(x, pool_size, strides, padding, dilation, ceil_mode, data_format):
+    """Validate the forward arguments; return (x, geometry, data_format)."""
+    data_format = normalise_data_format(data_format)
+    pool = int_pair(pool_size, "pool_size")
+    stride = pool if strides is None else int_pair(strides, "strides")
+    dil = int_pair(dilation, "dilation")
+    pad = normalise_padding(padding, pool)
+    ceil_mode = normalise_bool(ceil_mode, "ceil_mode")
+    x = as_input_array(x, "x")
+    check_input_shape(x, data_format)
+    _, _, h, w = _spatial(x.shape, data_format)
+    geom = pool_geometry((h, w), pool, stride, dil, pad, ceil_mode)
+    return x, geom, data_format
+
+
+def _check_out(buf, name: str, shape, dtype, data_format: str, memory: str) -> np.ndarray:
+    """Physical view of a caller-provided output buffer, or a ValueError/TypeError."""
+    if not isinstance(buf, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(buf).__name__}")
+    if buf.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {buf.shape}, expected {tuple(shape)}")
+    if buf.dtype != dtype:
+        raise TypeError(f"{name} has dtype {buf.dtype}, expected {dtype}")
+    if not buf.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    if _memory_of(buf, data_format) != memory:
+        raise ValueError(
+            f"{name} must be contiguous in the same memory layout as the input "
+            f"({'NHWC' if memory == CHANNELS_LAST else 'NCHW'} memory)"
+        )
+    return _to_physical(buf, data_format, memory)
+
+
+def max_pool2d(
+    x: np.ndarray,
+    pool_size: IntOrPair,
+    strides: IntOrPair | None = None,
+    padding: Padding = "valid",
+    *,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    data_format: str = "NHWC",
+    out: np.ndarray | tuple[np.ndarray, MaxPoolArgmax] | None = None,
+) -> tuple[np.ndarray, MaxPoolArgmax]:
+    """2-D max pooling, returning the pooled array and the argmax for backward.
+
+    Parameters
+    ----------
+    x : array_like, 4-D
+        Input in ``data_format`` layout; float or integer dtype.  Any memory
+        layout is accepted; NHWC- or NCHW-contiguous memory is used in place.
+    pool_size : int or (int, int)
+        Window height and width.
+    strides : int or (int, int), optional
+        Defaults to ``pool_size``.
+    padding : "valid", "same", int, (int, int) or ((int, int), (int, int))
+        "same" as TensorFlow; ints are symmetric as PyTorch (at most half the
+        pool size); pairs of pairs are explicit (top, bottom), (left, right).
+        Padded positions never win and never receive gradient.
+    dilation : int or (int, int), default 1
+        Spacing between window taps.
+    ceil_mode : bool, default False
+        Round the output size up (PyTorch).
+    data_format : {"NHWC", "NCHW"}, default "NHWC"
+        Also accepted: "channels_last", "channels_first".
+    out : ndarray or (ndarray, MaxPoolArgmax), optional
+        Buffers to write ``y`` (and the offsets of an earlier argmax of the
+        same configuration) into, so that a training loop allocates nothing.
+
+    Returns
+    -------
+    y : ndarray
+        Pooled values, dtype of ``x``, same memory layout as ``x``.
+    argmax : MaxPoolArgmax
+        Window offsets of the maxima; pass to :func:`max_pool2d_backward`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For invalid arguments; the message names the parameter.
+    """
+    x, geom, data_format = _resolve(x, pool_size, strides, padding, dilation, ceil_mode,
+                                    data_format)
+    n, c, h, w = _spatial(x.shape, data_format)
+    ho, wo = geom.output_size
+    y_shape = _logical_shape(n, c, ho, wo, data_format)
+    memory = _memory_of(x, data_format) or (CHANNELS_LAST if data_format == "NHWC" else PLANAR)
+    cdtype = _compute_dtype(x.dtype)
+    odtype = offsets_dtype(geom.window_elements)
+    xp = _to_physical(x, data_format, memory).astype(cdtype, copy=False)
+    phys_out_shape = (xp.shape[0], ho, wo, xp.shape[3])
+
+    y_buf = arg_buf = None
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise ValueError("out must be y or a (y, argmax) pair")
+        y_buf, arg_buf = out
+    elif out is not None:
+        y_buf = out
+    if y_buf is not None:
+        yp_user = _check_out(y_buf, "out", y_shape, x.dtype, data_format, memory)
+        if np.shares_memory(yp_user, x):
+            raise ValueError("out must not overlap x")
+    if arg_buf is not None:
+        if not isinstance(arg_buf, MaxPoolArgmax):
+            raise TypeError("out[1] must be a MaxPoolArgmax returned by max_pool2d")
+        if (arg_buf._geometry != geom or arg_buf._input_shape != x.shape
+                or arg_buf._data_format != data_format or arg_buf._memory != memory
+                or arg_buf._offsets.dtype != odtype):
+            raise ValueError("out[1] was made for a different input shape or pooling configuration")
+        offp = arg_buf._offsets
+        argmax = arg_buf
+        argmax._dtype = x.dtype
+    else:
+        offp = np.empty(phys_out_shape, odtype)
+        argmax = MaxPoolArgmax(_KEY, offp, geom, x.shape, data_format, x.dtype, memory)
+
+    if y_buf is not None and cdtype == x.dtype:
+        yp = yp_user
+    else:
+        yp = np.empty(phys_out_shape, cdtype)
+
+    if xp.size and yp.size:
+        B, H, W, C = xp.shape
+        r, cl = geom.rows, geom.cols
+        args = (
+            xp.reshape(B * H, W * C), yp.reshape(B * ho, wo * C), offp.reshape(B * ho, wo * C),
+            H, ho, wo, C, r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi,
+            r.dilation, cl.dilation, cl.kernel,
+        )
+        _threading.run(_kernels.forward_serial, _kernels.forward_parallel, args,
+                       xp.size + 2 * yp.size)
+
+    if yp.dtype != x.dtype:
+        if y_buf is not None:
+            yp_user[...] = yp
+            yp = yp_user
+        else:
+            yp = yp.astype(x.dtype)
+    y = y_buf if y_buf is not None else _to_logical(yp, n, c, data_format, memory)
+    return y, argmax
+
+
+def max_pool2d_backward(
+    dy: np.ndarray,
+    argmax: MaxPoolArgmax,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gradient of :func:`max_pool2d` with respect to ``x``.
+
+    Each ``dy`` element is added to the input element that won its window;
+    overlapping windows accumulate in window order (output row, then
+    column), so results are identical for any thread count.
+
+    Parameters
+    ----------
+    dy : array_like
+        Gradient with respect to ``y``: shape of ``y``; cast to ``x``'s
+        dtype (same-kind casts only).
+    argmax : MaxPoolArgmax
+        The second result of :func:`max_pool2d`.
+    out : ndarray, optional
+        Buffer for ``dx`` (shape and dtype of ``x``).
+
+    Returns
+    -------
+    dx : ndarray
+        Shape and dtype of ``x``, in the memory layout ``x`` had.
+    """
+    if not isinstance(argmax, MaxPoolArgmax):
+        raise TypeError(
+            f"argmax must be the MaxPoolArgmax returned by max_pool2d, got {type(argmax).__name__}"
+        )
+    data_format, memory, dtype = argmax._data_format, argmax._memory, argmax._dtype
+    geom = argmax._geometry
+    offp = argmax._offsets
+    n, c, h, w = _spatial(argmax._input_shape, data_format)
+    ho, wo = geom.output_size
+    B, C = (n, c) if memory == CHANNELS_LAST else (n * c, 1)
+    if (not isinstance(offp, np.ndarray) or offp.shape != (B, ho, wo, C)
+            or offp.dtype != offsets_dtype(geom.window_elements) or not offp.flags.c_contiguous):
+        raise ValueError("argmax is corrupted: its offsets no longer match its geometry")
+
+    dy = as_input_array(dy, "dy")
+    if dy.shape != argmax.output_shape:
+        raise ValueError(f"dy has shape {dy.shape}, expected {argmax.output_shape} (the shape of y)")
+    cdtype = _compute_dtype(dtype)
+    if not np.can_cast(dy.dtype, dtype, "same_kind"):
+        raise TypeError(f"dy has dtype {dy.dtype}, which cannot be cast to x's dtype {dtype}")
+    dyp = _to_physical(dy, data_format, memory).astype(dtype, copy=False).astype(cdtype, copy=False)
+
+    dx_shape = argmax._input_shape
+    if out is not None:
+        dxp_user = _check_out(out, "out", dx_shape, dtype, data_format, memory)
+        if np.shares_memory(dxp_user, dyp) or np.shares_memory(dxp_user, offp):
+            raise ValueError("out must not overlap dy or argmax")
+    dxp = dxp_user if out is not None and cdtype == dtype else np.empty((B, h, w, C), cdtype)
+
+    if dxp.size:
+        r, cl = geom.rows, geom.cols
+        args = (
+            dyp.reshape(B * ho, wo * C), offp.reshape(B * ho, wo * C), dxp.reshape(B * h, w * C),
+            h, ho, wo, C, r.start, r.cover_lo, r.cover_hi, cl.start, cl.lo, cl.hi,
+            r.dilation, cl.dilation, cl.kernel, cdtype.type(0),
+        )
+        _threading.run(_kernels.backward_serial, _kernels.backward_parallel, args,
+                       dxp.size + 2 * dyp.size)
+
+    if out is not None:
+        if dxp is not dxp_user:
+            dxp_user[...] = dxp
+        return out
+    if dxp.dtype != dtype:
+        dxp = dxp.astype(dtype)
+    return _to_logical(dxp, n, c, data_format, memory)
