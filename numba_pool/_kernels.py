@@ -76,9 +76,8 @@ def _forward_rows(x2, y2, off2, H, Ho, Wo, C, rstart, rlo, rhi, cstart, clo, chi
                     cnan = cur != cur
                     take = (vnan & ((not cnan) | (t > ct))) | (
                         (not vnan) & (not cnan) & ((v > cur) | ((v == cur) & (t < ct))))
-                    if take:
-                        y2[item, ob + c] = v
-                        off2[item, ob + c] = t
+                    y2[item, ob + c] = v if take else cur
+                    off2[item, ob + c] = t if take else ct
 
 
 @njit(**_OPTS)

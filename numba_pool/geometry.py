@@ -107,18 +107,18 @@ def axis_geometry(
     else:
         pad_before, pad_after = padding
     span = size + pad_before + pad_after - eff
-    if span < 0:
+    if ceil_mode:
+        out_calc = (span + stride - 1) // stride + 1
+        if out_calc > 0 and (out_calc - 1) * stride >= size + pad_before:
+            out_calc -= 1
+    else:
+        out_calc = span // stride + 1
+    if out_calc < 1:
         raise ValueError(
             f"pool_size: the {axis_name} window spans {eff} elements (pool_size "
             f"{kernel}, dilation {dilation}) but the padded input has only "
             f"{size + pad_before + pad_after} ({size} + padding {pad_before}+{pad_after})"
         )
-    if ceil_mode:
-        out_calc = _ceil_div(span, stride) + 1
-        if (out_calc - 1) * stride >= size + pad_before:
-            out_calc -= 1
-    else:
-        out_calc = span // stride + 1
     if padding == "same" and out_calc != out:  # pragma: no cover - algebraic identity
         raise AssertionError("'same' padding geometry is inconsistent")
     out = out_calc
