@@ -98,37 +98,42 @@ def _warn_no_layer(exc: Exception) -> None:
         )
 
 
-def run(serial, parallel, args, work: int) -> None:
-    """Run ``parallel(*args, nchunks)`` where safe and worth it, else ``serial``.
-
-    ``work`` is the number of elements the call reads and writes.
-    """
+def _start_layer() -> None:
+    """Start Numba's threading layer once (``get_num_threads`` starts it)."""
     global _layer, _parallel_broken
-    nthreads = numba.get_num_threads()
-    if _parallel_broken or nthreads == 1 or work < PARALLEL_MIN_WORK:
+    with _state_lock:
+        if _layer is not None or _parallel_broken:
+            return
+        try:
+            numba.get_num_threads()
+        except ValueError as exc:  # "No threading layer could be loaded"
+            if "threading layer" not in str(exc):
+                raise
+            _parallel_broken = True
+            _warn_no_layer(exc)
+        else:
+            _layer = _current_layer()
+
+
+def run(serial, parallel, args, work: int) -> None:
+    """Run ``parallel(*args, nchunks)`` where safe and worth it, else ``serial(*args, 1)``.
+
+    ``work`` is the number of elements the call reads and writes.  Small
+    calls never start the threading layer.
+    """
+    if _parallel_broken or work < PARALLEL_MIN_WORK:
         serial(*args, 1)
         return
-    nchunks = nthreads * 4
     if _layer is None:
-        with _state_lock:
-            if _layer is None and not _parallel_broken:
-                layer = _current_layer()
-                if layer is None:
-                    try:
-                        parallel(*args, nchunks)
-                    except ValueError as exc:
-                        if "threading layer" not in str(exc):
-                            raise
-                        _parallel_broken = True
-                        _warn_no_layer(exc)
-                        serial(*args, 1)
-                        return
-                    _layer = _current_layer()
-                    return
-                _layer = layer
+        _start_layer()
         if _parallel_broken:
             serial(*args, 1)
             return
+    nthreads = numba.get_num_threads()
+    if nthreads == 1:
+        serial(*args, 1)
+        return
+    nchunks = nthreads * 4
     if _layer == "workqueue":
         if _workqueue_lock.acquire(blocking=False):
             try:

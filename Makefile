@@ -1,0 +1,27 @@
+# `make test` and `make bench` set themselves up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: test bench clean
+
+$(VENV)/.dev-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV)/.bench-installed: $(VENV)/.dev-installed
+	$(PY) -m pip install --quiet -e '.[bench]'
+	# TensorFlow is compared when it installs; the report says when it is missing.
+	-$(PY) -m pip install --quiet 'tensorflow-cpu>=2.16'
+	touch $@
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.bench-installed
+	$(PY) bench/report.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .benchmarks bench/.raw
