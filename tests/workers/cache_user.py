@@ -1,0 +1,26 @@
+"""Compile (or load from cache) and check the kernels; run by tests/test_cache.py.
+
+Prints "OK hits=<n> misses=<n>", then "FILE <path of numba_pool>", where hits/misses are Numba's on-disk cache
+statistics of the kernels this process used.
+"""
+
+import numpy as np
+
+import numba_pool as npool
+from numba_pool import _kernels, reference
+
+for dtype in (np.float32, np.float64):
+    x = np.random.default_rng(0).integers(0, 9, (2, 130, 130, 3)).astype(dtype)  # parallel path
+    y, am = npool.max_pool2d(x, 3, 2, 1)
+    dx = npool.max_pool2d_backward(np.ones_like(y), am)
+    yr, amr = reference.max_pool2d(x, 3, 2, 1)
+    assert np.array_equal(y, yr) and np.array_equal(am.offsets, amr.offsets)
+    assert np.array_equal(dx, reference.max_pool2d_backward(np.ones_like(y), amr))
+
+hits = misses = 0
+for name in ("forward_parallel", "backward_parallel"):
+    stats = getattr(_kernels, name).stats
+    hits += sum(stats.cache_hits.values())
+    misses += sum(stats.cache_misses.values())
+print(f"OK hits={hits} misses={misses}")
+print("FILE", npool.__file__)
