@@ -106,6 +106,12 @@ def axis_geometry(
         pad_before = pad_after = 0
     else:
         pad_before, pad_after = padding
+    if pad_before + pad_after > eff:
+        # Also what keeps the output (and every array here) no larger than the input.
+        raise ValueError(
+            f"padding: total {axis_name} padding {pad_before}+{pad_after} exceeds the "
+            f"window's extent {eff} (pool_size {kernel}, dilation {dilation})"
+        )
     span = size + pad_before + pad_after - eff
     if ceil_mode:
         out_calc = (span + stride - 1) // stride + 1

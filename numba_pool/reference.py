@@ -58,8 +58,9 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation=1, ceil_
     y = np.zeros((n, c, ho, wo), xc.dtype)
     best = np.zeros((n, c, ho, wo), np.int64)
     have = np.zeros((ho, wo), bool)
-    for i in range(kh):
-        for j in range(kw):
+    # taps outside [min lo, max hi) are padding for every output position
+    for i in range(int(geom.rows.lo.min()), int(geom.rows.hi.max())):
+        for j in range(int(geom.cols.lo.min()), int(geom.cols.hi.max())):
             rows_ok, cols_ok, in_rows, in_cols = _tap_slices(geom, i, j)
             valid = rows_ok[:, None] & cols_ok[None, :]
             if not valid.any():
@@ -102,8 +103,11 @@ def max_pool2d_backward(dy, argmax):
     n, c, h, w = _spatial(argmax.input_shape, fmt)
     kh, kw = geom.pool_size
     dx = np.zeros((n, c, h, w), cdtype)
-    for t in range(kh * kw - 1, -1, -1):
-        i, j = divmod(t, kw)
+    r, cg = geom.rows, geom.cols
+    taps = [(i, j) for i in range(int(r.lo.min()), int(r.hi.max()))
+            for j in range(int(cg.lo.min()), int(cg.hi.max()))]
+    for i, j in reversed(taps):  # descending tap index t = i * kw + j
+        t = i * kw + j
         rows_ok, cols_ok, in_rows, in_cols = _tap_slices(geom, i, j)
         if not (rows_ok.any() and cols_ok.any()):
             continue

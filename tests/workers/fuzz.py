@@ -155,6 +155,11 @@ def fuzz(x, pool, strides, padding, dilation, ceil, fmt, data):
 
 
 if __name__ == "__main__":
+    import resource
+
+    # A runaway allocation must fail here, not take the machine's memory.
+    limit = 6 * 2**30
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     n, s = int(sys.argv[1]), int(sys.argv[2])
     seed(s)(settings(max_examples=n, deadline=None, database=None,
                      suppress_health_check=list(HealthCheck))(fuzz))()
