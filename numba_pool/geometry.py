@@ -42,6 +42,9 @@ class AxisGeometry:
     cover_lo, cover_hi : ndarray of int64, shape (size,)
         Output positions whose window span contains input coordinate ``p``
         are ``cover_lo[p] <= o < cover_hi[p]`` (used by the backward gather).
+    interior : (int, int)
+        Output positions ``interior[0] <= o < interior[1]`` have every tap
+        inside the input (a contiguous range; empty as (0, 0)).
     """
 
     size: int
@@ -56,6 +59,14 @@ class AxisGeometry:
     hi: np.ndarray = field(repr=False, compare=False)
     cover_lo: np.ndarray = field(repr=False, compare=False)
     cover_hi: np.ndarray = field(repr=False, compare=False)
+    interior: tuple = field(repr=False, compare=False, default=(0, 0))
+
+    @property
+    def tiles_exactly(self) -> bool:
+        """Windows cover every input position exactly once (stride = window, no
+        dilation gaps, no padding, no remainder)."""
+        return (self.stride == self.kernel and self.dilation == 1 and self.pad_before == 0
+                and self.pad_after == 0 and self.out * self.kernel == self.size)
 
     @property
     def effective_kernel(self) -> int:
@@ -145,11 +156,13 @@ def axis_geometry(
     p = np.arange(size, dtype=np.int64)
     cover_lo = np.clip(-((eff - 1 - p - pad_before) // stride), 0, out)
     cover_hi = np.clip((p + pad_before) // stride + 1, 0, out)
+    full = np.flatnonzero((lo == 0) & (hi == kernel))
+    interior = (int(full[0]), int(full[-1]) + 1) if full.size else (0, 0)
     for arr in (start, lo, hi, cover_lo, cover_hi):
         arr.flags.writeable = False
     return AxisGeometry(
         size, kernel, stride, dilation, pad_before, pad_after, out,
-        start, lo, hi, cover_lo, cover_hi,
+        start, lo, hi, cover_lo, cover_hi, interior,
     )
 
 

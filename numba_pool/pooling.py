@@ -179,6 +179,47 @@ class MaxPoolArgmax:
         )
 
 
+_SPECIAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view: kernels then see one array type whatever the caller's
+    flags, so each kernel compiles once per dtype, not once per flag combination."""
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+def _forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
+    """Which specialised forward kernel fits (see ``_kernels.forward_kernels``).
+
+    Each key is compiled (and cached) separately, so only the common square
+    windows on float32/float64 data are specialised: with many channels for
+    any stride/dilation, with one channel (NCHW data) for unit dilation and
+    strides 1, 2 or k.
+    """
+    r, c = geom.rows, geom.cols
+    k = r.kernel
+    if dtype not in _SPECIAL_DTYPES or k != c.kernel or k not in _kernels.SPECIAL_WINDOWS:
+        return (0, 0, 0, 0, 0)
+    if channels >= _kernels.VECTOR_MIN_CHANNELS:
+        return (k, k, 0, 0, 0)
+    if channels == 1 and c.dilation == 1 and c.stride in (1, 2, k):
+        return (k, k, c.stride, 1, 1)
+    return (0, 0, 0, 0, 0)
+
+
+def _backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
+    """Which specialised backward kernel fits (see ``_kernels.backward_kernels``):
+    one channel, a common window tiling the width (stride = width, no dilation)."""
+    c = geom.cols
+    if (channels == 1 and dtype in _SPECIAL_DTYPES and c.kernel in _kernels.SPECIAL_WINDOWS and c.stride == c.kernel
+            and c.dilation == 1):
+        return (c.kernel, c.stride, 1, 1)
+    return (0, 0, 0, 0)
+
+
 def _resolve(x, pool_size, strides, padding, dilation, ceil_mode, data_format):
     """Validate the forward arguments; return (x, geometry, data_format)."""
     data_format = normalise_data_format(data_format)
@@ -304,13 +345,13 @@ def max_pool2d(
     if xp.size and yp.size:
         B, H, W, C = xp.shape
         r, cl = geom.rows, geom.cols
+        serial, parallel = _kernels.forward_kernels(*_forward_key(geom, C, xp.dtype))
         args = (
-            xp.reshape(B * H, W * C), yp.reshape(B * ho, wo * C), offp.reshape(B * ho, wo * C),
-            H, ho, wo, C, r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi,
-            r.dilation, cl.dilation, cl.kernel,
+            _readonly(xp.reshape(-1)), yp.reshape(-1), offp.reshape(-1), H, W, ho, wo, C,
+            r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi, r.dilation, cl.dilation, cl.kernel,
+            cl.interior[0], cl.interior[1], B * ho,
         )
-        _threading.run(_kernels.forward_serial, _kernels.forward_parallel, args,
-                       xp.size + 2 * yp.size)
+        _threading.run(serial, parallel, args, xp.size + 2 * yp.size)
 
     if yp.dtype != x.dtype:
         if y_buf is not None:
@@ -380,13 +421,13 @@ def max_pool2d_backward(
 
     if dxp.size:
         r, cl = geom.rows, geom.cols
+        serial, parallel = _kernels.backward_kernels(*_backward_key(geom, C, dyp.dtype))
         args = (
-            dyp.reshape(B * ho, wo * C), offp.reshape(B * ho, wo * C), dxp.reshape(B * h, w * C),
-            h, ho, wo, C, r.start, r.cover_lo, r.cover_hi, cl.start, cl.lo, cl.hi,
-            r.dilation, cl.dilation, cl.kernel, cdtype.type(0),
+            _readonly(dyp.reshape(-1)), _readonly(offp.reshape(-1)), dxp.reshape(-1), h, w, ho, wo, C,
+            r.start, r.cover_lo, r.cover_hi, cl.start, cl.lo, cl.hi, r.dilation, cl.dilation,
+            cl.kernel, cdtype.type(0), cl.interior[0], cl.interior[1], cl.tiles_exactly, B * h,
         )
-        _threading.run(_kernels.backward_serial, _kernels.backward_parallel, args,
-                       dxp.size + 2 * dyp.size)
+        _threading.run(serial, parallel, args, dxp.size + 2 * dyp.size)
 
     if out is not None:
         if dxp is not dxp_user:
