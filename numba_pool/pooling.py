@@ -7,6 +7,7 @@ kernel.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence, Tuple, Union
 
 import numpy as np
@@ -113,18 +114,20 @@ class MaxPoolArgmax:
         Resolved pool size, strides, dilation and padding.
     """
 
-    __slots__ = ("_offsets", "_geometry", "_input_shape", "_data_format", "_dtype", "_memory")
+    __slots__ = ("_offsets", "_geometry", "_input_shape", "_data_format", "_dtype", "_memory",
+                 "_plan")
 
     def __init__(self, *args, **kwargs):
         if not args or args[0] is not _KEY:
             raise TypeError("MaxPoolArgmax is created by numba_pool.max_pool2d, not directly")
-        _, offsets, geometry, input_shape, data_format, dtype, memory = args
+        _, offsets, geometry, input_shape, data_format, dtype, memory = args[:7]
         self._offsets = offsets  # physical (B, Ho, Wo, C), C-contiguous
         self._geometry = geometry
         self._input_shape = tuple(input_shape)
         self._data_format = data_format
         self._dtype = np.dtype(dtype)
         self._memory = memory
+        self._plan = args[7] if len(args) > 7 else None  # kernels/arguments for backward
 
     @property
     def offsets(self) -> np.ndarray:
@@ -189,6 +192,83 @@ def _readonly(a: np.ndarray) -> np.ndarray:
         a = a.view()
         a.flags.writeable = False
     return a
+
+
+class _Plan:
+    """Everything a call needs that depends only on shapes, dtype and parameters.
+
+    Built once per configuration (cached), so repeated calls skip geometry,
+    kernel selection and argument packing.
+    """
+
+    def __init__(self, in_shape, dtype, geom, data_format, memory):
+        n, c, h, w = _spatial(in_shape, data_format)
+        ho, wo = geom.output_size
+        B, C = (n, c) if memory == CHANNELS_LAST else (n * c, 1)
+        self.geom, self.data_format, self.memory = geom, data_format, memory
+        self.in_shape, self.dtype = tuple(in_shape), np.dtype(dtype)
+        self.cdtype = _compute_dtype(self.dtype)
+        self.odtype = offsets_dtype(geom.window_elements)
+        self.n, self.c, self.B, self.C = n, c, B, C
+        self.phys_in, self.phys_out = (B, h, w, C), (B, ho, wo, C)
+        self.out_shape = _logical_shape(n, c, ho, wo, data_format)
+        self.empty = B * h * w * C == 0 or B * ho * wo * C == 0
+        r, cl = geom.rows, geom.cols
+        self.fwd = _kernels.forward_kernels(*_forward_key(geom, C, self.cdtype))
+        self.fwd_const = (h, w, ho, wo, C, r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi,
+                          r.dilation, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
+                          B * ho)
+        self.fwd_work = B * (h * w + 2 * ho * wo) * C
+        self.bwd = _kernels.backward_kernels(*_backward_key(geom, C, self.cdtype))
+        self.bwd_const = (h, w, ho, wo, C, r.start, r.cover_lo, r.cover_hi, cl.start, cl.lo,
+                          cl.hi, r.dilation, cl.dilation, cl.kernel, self.cdtype.type(0),
+                          cl.interior[0], cl.interior[1], cl.tiles_exactly, B * h)
+        # permutation taking a logical array to its physical (C-contiguous) order
+        if memory == CHANNELS_LAST:
+            self.perm = None if data_format == "NHWC" else (0, 2, 3, 1)
+        else:
+            self.perm = None if data_format == "NCHW" else (0, 3, 1, 2)
+
+    def forward(self, xp_flat, yp, offp):
+        """Run the forward kernel on physical arrays (x flattened)."""
+        if not self.empty:
+            _threading.run(*self.fwd, (_readonly(xp_flat), yp.reshape(-1), offp.reshape(-1))
+                           + self.fwd_const, self.fwd_work)
+
+    def backward(self, dyp_flat, offp, dxp):
+        if not self.empty:
+            _threading.run(*self.bwd, (_readonly(dyp_flat), _readonly(offp.reshape(-1)),
+                                       dxp.reshape(-1)) + self.bwd_const, self.fwd_work)
+
+    def run_forward(self, x):
+        """Fast path: x has this plan's shape, dtype and memory layout."""
+        xv = x if self.perm is None else x.transpose(self.perm)
+        yp = np.empty(self.phys_out, self.dtype)
+        offp = np.empty(self.phys_out, self.odtype)
+        self.forward(xv.reshape(-1), yp, offp)
+        argmax = MaxPoolArgmax(_KEY, offp, self.geom, self.in_shape, self.data_format,
+                               self.dtype, self.memory, self)
+        return _to_logical(yp, self.n, self.c, self.data_format, self.memory), argmax
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(in_shape, dtype, geom, data_format, memory) -> _Plan:
+    return _Plan(in_shape, dtype, geom, data_format, memory)
+
+
+# Fast-path cache: (shape, dtype, strides, parameters) -> plan, for calls whose
+# parameters are exact ints/strs/None/bools (so equal keys mean equal validation).
+_FAST: dict = {}
+_FAST_MAX = 512
+
+
+def _plain(v, allow_str: bool = True) -> bool:
+    t = type(v)
+    if t is int or v is None or (allow_str and t is str):
+        return True
+    if t is tuple:
+        return all(_plain(e, False) for e in v)
+    return False
 
 
 def _forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
@@ -301,16 +381,32 @@ def max_pool2d(
     TypeError, ValueError
         For invalid arguments; the message names the parameter.
     """
+    key, x_in = None, x
+    if (out is None and type(x) is np.ndarray and type(ceil_mode) is bool
+            and type(data_format) is str and _plain(pool_size) and _plain(strides)
+            and _plain(padding) and _plain(dilation)):
+        key = (x.shape, x.dtype, x.strides, pool_size, strides, padding, dilation, ceil_mode,
+               data_format)
+        plan = _FAST.get(key)
+        if plan is not None:
+            return plan.run_forward(x)
+
     x, geom, data_format = _resolve(x, pool_size, strides, padding, dilation, ceil_mode,
                                     data_format)
     n, c, h, w = _spatial(x.shape, data_format)
     ho, wo = geom.output_size
     y_shape = _logical_shape(n, c, ho, wo, data_format)
-    memory = _memory_of(x, data_format) or (CHANNELS_LAST if data_format == "NHWC" else PLANAR)
-    cdtype = _compute_dtype(x.dtype)
-    odtype = offsets_dtype(geom.window_elements)
+    in_place = _memory_of(x, data_format)
+    memory = in_place or (CHANNELS_LAST if data_format == "NHWC" else PLANAR)
+    plan = _plan(x.shape, x.dtype, geom, data_format, memory)
+    if key is not None and x is x_in and in_place and plan.cdtype == x.dtype:
+        if len(_FAST) >= _FAST_MAX:
+            _FAST.clear()
+        _FAST[key] = plan
+        return plan.run_forward(x)
+    cdtype, odtype = plan.cdtype, plan.odtype
     xp = _to_physical(x, data_format, memory).astype(cdtype, copy=False)
-    phys_out_shape = (xp.shape[0], ho, wo, xp.shape[3])
+    phys_out_shape = plan.phys_out
 
     y_buf = arg_buf = None
     if isinstance(out, tuple):
@@ -333,25 +429,17 @@ def max_pool2d(
         offp = arg_buf._offsets
         argmax = arg_buf
         argmax._dtype = x.dtype
+        argmax._plan = plan
     else:
         offp = np.empty(phys_out_shape, odtype)
-        argmax = MaxPoolArgmax(_KEY, offp, geom, x.shape, data_format, x.dtype, memory)
+        argmax = MaxPoolArgmax(_KEY, offp, geom, x.shape, data_format, x.dtype, memory, plan)
 
     if y_buf is not None and cdtype == x.dtype:
         yp = yp_user
     else:
         yp = np.empty(phys_out_shape, cdtype)
 
-    if xp.size and yp.size:
-        B, H, W, C = xp.shape
-        r, cl = geom.rows, geom.cols
-        serial, parallel = _kernels.forward_kernels(*_forward_key(geom, C, xp.dtype))
-        args = (
-            _readonly(xp.reshape(-1)), yp.reshape(-1), offp.reshape(-1), H, W, ho, wo, C,
-            r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi, r.dilation, cl.dilation, cl.kernel,
-            cl.interior[0], cl.interior[1], B * ho,
-        )
-        _threading.run(serial, parallel, args, xp.size + 2 * yp.size)
+    plan.forward(xp.reshape(-1), yp, offp)
 
     if yp.dtype != x.dtype:
         if y_buf is not None:
@@ -404,6 +492,15 @@ def max_pool2d_backward(
             or offp.dtype != offsets_dtype(geom.window_elements) or not offp.flags.c_contiguous):
         raise ValueError("argmax is corrupted: its offsets no longer match its geometry")
 
+    plan = argmax._plan
+    if (out is None and plan is not None and type(dy) is np.ndarray and dy.dtype == plan.cdtype
+            and dy.dtype == dtype and dy.shape == plan.out_shape):
+        dyv = dy if plan.perm is None else dy.transpose(plan.perm)
+        if dyv.flags.c_contiguous:  # fast path: dy already in the kernel's layout
+            dxp = np.empty(plan.phys_in, dtype)
+            plan.backward(dyv.reshape(-1), offp, dxp)
+            return _to_logical(dxp, plan.n, plan.c, data_format, memory)
+
     dy = as_input_array(dy, "dy")
     if dy.shape != argmax.output_shape:
         raise ValueError(f"dy has shape {dy.shape}, expected {argmax.output_shape} (the shape of y)")
@@ -419,15 +516,8 @@ def max_pool2d_backward(
             raise ValueError("out must not overlap dy or argmax")
     dxp = dxp_user if out is not None and cdtype == dtype else np.empty((B, h, w, C), cdtype)
 
-    if dxp.size:
-        r, cl = geom.rows, geom.cols
-        serial, parallel = _kernels.backward_kernels(*_backward_key(geom, C, dyp.dtype))
-        args = (
-            _readonly(dyp.reshape(-1)), _readonly(offp.reshape(-1)), dxp.reshape(-1), h, w, ho, wo, C,
-            r.start, r.cover_lo, r.cover_hi, cl.start, cl.lo, cl.hi, r.dilation, cl.dilation,
-            cl.kernel, cdtype.type(0), cl.interior[0], cl.interior[1], cl.tiles_exactly, B * h,
-        )
-        _threading.run(serial, parallel, args, dxp.size + 2 * dyp.size)
+    plan = plan or _plan(argmax._input_shape, dtype, geom, data_format, memory)
+    plan.backward(dyp.reshape(-1), offp, dxp)
 
     if out is not None:
         if dxp is not dxp_user:

@@ -1,0 +1,71 @@
+"""Every benchmark case, at a small size, through every implementation the bench uses.
+
+Keeps bench/ from rotting: the cases' parameters, the implementation adapters
+and the traffic model must all still work, and numba_pool must still equal
+the reference (and PyTorch) on each case's configuration.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import numba_pool as npool  # noqa: E402
+from numba_pool import reference  # noqa: E402
+
+from cases import CASES  # noqa: E402
+from impls import applies, available, prepare, seed_forward, seed_max_pool_naive_backward, traffic_bytes  # noqa: E402,E501
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_matches_reference(case):
+    x = case.make_x(small=True)
+    y, am = npool.max_pool2d(x, **case.kwargs)
+    yr, amr = reference.max_pool2d(x, **case.kwargs)
+    np.testing.assert_array_equal(y, yr)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+    np.testing.assert_array_equal(npool.max_pool2d_backward(dy, am),
+                                  reference.max_pool2d_backward(dy, amr))
+    rd, wr = traffic_bytes(case)["fwd"]
+    assert rd == np.prod(case.shape) * np.dtype(case.dtype).itemsize and wr > 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case_matches_pytorch(case):
+    torch = pytest.importorskip("torch")
+    x = case.make_x(small=True)
+    y, am = npool.max_pool2d(x, **case.kwargs)
+    xt = torch.from_numpy(x if case.data_format == "NCHW" else x.transpose(0, 3, 1, 2))
+    xt.requires_grad_()
+    yt = torch.nn.functional.max_pool2d(xt, case.pool_size, case.strides, case.padding)
+    y_nchw = y if case.data_format == "NCHW" else y.transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(y_nchw, yt.detach().numpy())
+    yt.backward(torch.ones_like(yt))
+    dx = npool.max_pool2d_backward(np.ones_like(y), am)
+    dx_nchw = dx if case.data_format == "NCHW" else dx.transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(dx_nchw, xt.grad.numpy())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_bench_adapter_runs(case):
+    x = case.make_x(small=True)
+    ran = 0
+    for impl in available():
+        if impl == "reference" or applies(impl, case):  # reference too, at this size
+            fwd, bwd = prepare(impl, case, x)
+            fwd()
+            bwd()
+            ran += 1
+    assert ran >= 3
+
+
+def test_seed_loops_adapter_is_the_seed():
+    x = np.random.default_rng(3).standard_normal((2, 6, 8, 3)).astype(np.float32)
+    y, am = npool.max_pool2d(x, 2)
+    np.testing.assert_array_equal(seed_forward(x, 2), y.astype(np.float64))
+    dy = np.ones(y.shape, np.float32)
+    np.testing.assert_array_equal(seed_max_pool_naive_backward(dy, x, 2),
+                                  npool.max_pool2d_backward(dy, am))
