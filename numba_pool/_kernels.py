@@ -221,8 +221,10 @@ def forward_kernels(KH: int, KW: int, SW: int, DW: int, NC: int):
 
 
 @njit(inline="always")
-def _backward_interior(dy, off, dx, xr, yr, i, cstart, cia, cib, zero, KW, SW, DW, NC):
-    """One channel-narrow row segment: output columns [cia, cib), tap row i."""
+def _backward_interior(dy, off, dx, xr, yr, i, cstart, cia, cib, zero, store, KW, SW, DW, NC):
+    """One channel-narrow row segment: output columns [cia, cib), tap row i.
+
+    ``store``: write instead of accumulate (the windows tile this row)."""
     n = U(cib - cia)
     xb0 = U(xr + cstart[cia] * NC)
     ob0 = U(yr + cia * NC)
@@ -235,7 +237,10 @@ def _backward_interior(dy, off, dx, xr, yr, i, cstart, cia, cib, zero, KW, SW, D
             g = dy[ob + U(c)]
             for j in range(KW):
                 d = db + U(j * DW * NC + c)
-                dx[d] += g if o == t0 + j else zero
+                if store:
+                    dx[d] = g if o == t0 + j else zero
+                else:
+                    dx[d] += g if o == t0 + j else zero
 
 
 @njit(inline="always")
@@ -254,8 +259,8 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
         # One window row covers this dx row and the windows tile the width
         # exactly: every element is written once, no zeroing needed.
         oh0 = cover_lo[ih]
-        direct = (C >= VECTOR_MIN_CHANNELS and cols_tiled and cover_hi[ih] - oh0 == 1
-                  and (ih - rstart[oh0]) % dh == 0)
+        direct = ((C >= VECTOR_MIN_CHANNELS or NC > 0) and cols_tiled
+                  and cover_hi[ih] - oh0 == 1 and (ih - rstart[oh0]) % dh == 0)
         if not direct:
             for q in range(U(WC)):
                 dx[xru + q] = zero
@@ -265,6 +270,10 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
             if i * dh != di:
                 continue
             yr = (b * Ho + oh) * WoC
+            if direct and NC > 0:  # tiled: every output column is interior
+                _backward_interior(dy, off, dx, xr, yr, i, cstart, 0, Wo, zero, True,
+                                   KW, SW, DW, NC)
+                continue
             if direct:
                 for ow in range(Wo):
                     ob = U(yr + ow * C)
@@ -291,7 +300,7 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
                 if part == 1:
                     if use_interior:
                         _backward_interior(dy, off, dx, xr, yr, i, cstart, cia, cib, zero,
-                                           KW, SW, DW, NC)
+                                           False, KW, SW, DW, NC)
                     continue
                 if use_interior:
                     owa, owb = (0, cia) if part == 0 else (cib, Wo)

@@ -292,11 +292,12 @@ def _forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[in
 
 def _backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
     """Which specialised backward kernel fits (see ``_kernels.backward_kernels``):
-    one channel, a common window tiling the width (stride = width, no dilation)."""
+    few channels (1 to 4: NCHW data, RGB images), a common window tiling the
+    width (stride = width, no dilation)."""
     c = geom.cols
-    if (channels == 1 and dtype in _SPECIAL_DTYPES and c.kernel in _kernels.SPECIAL_WINDOWS and c.stride == c.kernel
+    if (channels < _kernels.VECTOR_MIN_CHANNELS and dtype in _SPECIAL_DTYPES and c.kernel in _kernels.SPECIAL_WINDOWS and c.stride == c.kernel
             and c.dilation == 1):
-        return (c.kernel, c.stride, 1, 1)
+        return (c.kernel, c.stride, 1, channels)
     return (0, 0, 0, 0)
 
 
