@@ -15,27 +15,22 @@ SIZE_BYTES = 512 * 2**20  # far larger than any cache
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _read(a, nchunks):
-    n = a.size
-    acc = np.zeros(nchunks, np.float32)
-    for k in prange(nchunks):
-        lo = k * n // nchunks
-        hi = (k + 1) * n // nchunks
-        s = np.float32(0)
-        for i in range(lo, hi):
-            s = max(s, a[i])  # max like pooling; fastmath lets LLVM vectorise it
-        acc[k] = s
-    return acc.max()
+def _read_sum(a):
+    s = 0.0
+    for i in prange(a.size):
+        s += a[i]
+    return s
 
 
 @njit(parallel=True, cache=True)
-def _write(a, nchunks, value):
+def _write_values(a, nchunks, value):
+    """Ordinary stores (no streaming hint), as kernels issue them."""
     n = a.size
     for k in prange(nchunks):
         lo = k * n // nchunks
         hi = (k + 1) * n // nchunks
         for i in range(lo, hi):
-            a[i] = value
+            a[i] = value + np.float32(i & 7)
 
 
 def _best_ms(fn, repeat):
@@ -48,18 +43,25 @@ def _best_ms(fn, repeat):
 
 
 def measure(repeat: int = 15) -> dict[str, float]:
-    """{"read_gbs": ..., "write_gbs": ...} at numba's current thread count."""
+    """Best read and write bandwidth (GB/s) this machine shows at numba's thread count.
+
+    read: the faster of a parallel Numba sum and NumPy's ``max``;
+    write: the faster of ``ndarray.fill`` (memset, streaming stores) and a
+    parallel Numba loop of ordinary stores ("write_plain_gbs", reported too:
+    what a kernel without streaming stores can reach).
+    """
     import numba
 
     nchunks = 4 * numba.get_num_threads()
     a = np.ones(SIZE_BYTES // 4, np.float32)
-    _read(a, nchunks)
-    _write(a, nchunks, np.float32(2))
-    read_ms = _best_ms(lambda: _read(a, nchunks), repeat)
-    # alternate values so the stores are real work, not a memset of equal data
-    values = iter(np.arange(repeat + 1, dtype=np.float32))
-    write_ms = _best_ms(lambda: _write(a, nchunks, next(values)), repeat)
-    return {"read_gbs": a.nbytes / read_ms / 1e6, "write_gbs": a.nbytes / write_ms / 1e6}
+    _read_sum(a)
+    _write_values(a, nchunks, np.float32(1))
+    read_ms = min(_best_ms(lambda: _read_sum(a), repeat), _best_ms(a.max, repeat))
+    plain_ms = _best_ms(lambda: _write_values(a, nchunks, np.float32(2)), repeat)
+    fill_ms = _best_ms(lambda: a.fill(3.0), repeat)
+    gbs = lambda ms: a.nbytes / ms / 1e6  # noqa: E731
+    return {"read_gbs": gbs(read_ms), "write_gbs": gbs(min(plain_ms, fill_ms)),
+            "write_plain_gbs": gbs(plain_ms)}
 
 
 def floor_ms(read_bytes: int, write_bytes: int, bw: dict[str, float]) -> float:

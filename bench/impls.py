@@ -7,6 +7,8 @@ call, so timings exclude compilation and the first allocation.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import numba_pool as npool
@@ -41,6 +43,13 @@ def seed_forward(X, S):
 
 
 def available() -> list[str]:
+    """Implementations installed here (BENCH_IMPLS="a,b" restricts the list)."""
+    names = _installed()
+    only = [n.strip() for n in os.environ.get("BENCH_IMPLS", "").split(",") if n.strip()]
+    return [n for n in names if n in only] if only else names
+
+
+def _installed() -> list[str]:
     names = ["numba_pool", "numba_pool out=", "reference", "seed loops"]
     try:
         import torch  # noqa: F401

@@ -5,6 +5,8 @@ memory bandwidth and writes bench/results.md; or directly:
 ``BENCH_THREADS=2 python -m pytest bench/test_bench.py``.
 """
 
+import os
+
 import pytest
 
 from cases import CASES
@@ -27,4 +29,6 @@ def test_pool(benchmark, case, impl, op):
     benchmark.group = f"{case.name} {op}"
     benchmark.extra_info.update(case=case.name, impl=impl, op=op)
     slow = impl in ("reference", "seed loops")
-    benchmark.pedantic(fn, rounds=5 if slow else 30, iterations=1, warmup_rounds=1)
+    rounds = int(os.environ.get("BENCH_ROUNDS", "30"))
+    benchmark.pedantic(fn, rounds=min(rounds, 5) if slow else rounds, iterations=1,
+                       warmup_rounds=1)
