@@ -129,6 +129,15 @@ class MaxPoolArgmax:
         self._memory = memory
         self._plan = args[7] if len(args) > 7 else None  # kernels/arguments for backward
 
+    def __getstate__(self):
+        # The plan (compiled kernels) is rebuilt where the argmax is used.
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_plan"}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        self._plan = None
+
     @property
     def offsets(self) -> np.ndarray:
         n, c, _, _ = _spatial(self._input_shape, self._data_format)
