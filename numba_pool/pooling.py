@@ -246,17 +246,36 @@ class _Plan:
 
     def backward(self, dyp_flat, offp, dxp):
         if not self.empty:
-            _threading.run(*self.bwd, (_readonly(dyp_flat), _readonly(offp.reshape(-1)),
-                                       dxp.reshape(-1)) + self.bwd_const, self.fwd_work)
+            dyf = dyp_flat.view()
+            dyf.flags.writeable = False  # see _readonly
+            off = offp.reshape(-1)
+            off.flags.writeable = False
+            args = (dyf, off, dxp.reshape(-1)) + self.bwd_const
+            if self.fwd_work < _threading.PARALLEL_MIN_WORK:
+                self.bwd[0](*args, 1)
+            else:
+                _threading.run(*self.bwd, args, self.fwd_work)
 
     def run_forward(self, x):
-        """Fast path: x has this plan's shape, dtype and memory layout."""
-        xv = x if self.perm is None else x.transpose(self.perm)
+        """Fast path: x has this plan's shape, dtype and memory layout.
+
+        Kept lean: it is most of the cost of a call on a small input."""
+        xf = (x if self.perm is None else x.transpose(self.perm)).reshape(-1)
+        xf.flags.writeable = False  # a view: see _readonly
         yp = np.empty(self.phys_out, self.dtype)
         offp = np.empty(self.phys_out, self.odtype)
-        self.forward(xv.reshape(-1), yp, offp)
-        argmax = MaxPoolArgmax(_KEY, offp, self.geom, self.in_shape, self.data_format,
-                               self.dtype, self.memory, self)
+        if not self.empty:
+            args = (xf, yp.reshape(-1), offp.reshape(-1)) + self.fwd_const
+            if self.fwd_work < _threading.PARALLEL_MIN_WORK:
+                self.fwd[0](*args, 1)
+            else:
+                _threading.run(*self.fwd, args, self.fwd_work)
+        argmax = MaxPoolArgmax.__new__(MaxPoolArgmax)
+        argmax._offsets, argmax._geometry, argmax._input_shape = offp, self.geom, self.in_shape
+        argmax._data_format, argmax._dtype, argmax._memory = self.data_format, self.dtype, self.memory
+        argmax._plan = self
+        if self.perm is None:  # logical layout is the physical one
+            return (yp if self.memory == CHANNELS_LAST else yp.reshape(self.out_shape)), argmax
         return _to_logical(yp, self.n, self.c, self.data_format, self.memory), argmax
 
 
@@ -495,20 +514,19 @@ def max_pool2d_backward(
     data_format, memory, dtype = argmax._data_format, argmax._memory, argmax._dtype
     geom = argmax._geometry
     offp = argmax._offsets
-    n, c, h, w = _spatial(argmax._input_shape, data_format)
-    ho, wo = geom.output_size
-    B, C = (n, c) if memory == CHANNELS_LAST else (n * c, 1)
-    if (not isinstance(offp, np.ndarray) or offp.shape != (B, ho, wo, C)
-            or offp.dtype != offsets_dtype(geom.window_elements) or not offp.flags.c_contiguous):
+    plan = argmax._plan or _plan(argmax._input_shape, dtype, geom, data_format, memory)
+    if (type(offp) is not np.ndarray or offp.shape != plan.phys_out
+            or offp.dtype != plan.odtype or not offp.flags.c_contiguous):
         raise ValueError("argmax is corrupted: its offsets no longer match its geometry")
 
-    plan = argmax._plan
     if (out is None and plan is not None and type(dy) is np.ndarray and dy.dtype == plan.cdtype
             and dy.dtype == dtype and dy.shape == plan.out_shape):
         dyv = dy if plan.perm is None else dy.transpose(plan.perm)
         if dyv.flags.c_contiguous:  # fast path: dy already in the kernel's layout
             dxp = np.empty(plan.phys_in, dtype)
             plan.backward(dyv.reshape(-1), offp, dxp)
+            if plan.perm is None:
+                return dxp if memory == CHANNELS_LAST else dxp.reshape(plan.in_shape)
             return _to_logical(dxp, plan.n, plan.c, data_format, memory)
 
     dy = as_input_array(dy, "dy")
@@ -524,9 +542,8 @@ def max_pool2d_backward(
         dxp_user = _check_out(out, "out", dx_shape, dtype, data_format, memory)
         if np.shares_memory(dxp_user, dyp) or np.shares_memory(dxp_user, offp):
             raise ValueError("out must not overlap dy or argmax")
-    dxp = dxp_user if out is not None and cdtype == dtype else np.empty((B, h, w, C), cdtype)
+    dxp = dxp_user if out is not None and cdtype == dtype else np.empty(plan.phys_in, cdtype)
 
-    plan = plan or _plan(argmax._input_shape, dtype, geom, data_format, memory)
     plan.backward(dyp.reshape(-1), offp, dxp)
 
     if out is not None:
@@ -535,4 +552,4 @@ def max_pool2d_backward(
         return out
     if dxp.dtype != dtype:
         dxp = dxp.astype(dtype)
-    return _to_logical(dxp, n, c, data_format, memory)
+    return _to_logical(dxp, plan.n, plan.c, data_format, memory)
