@@ -48,3 +48,41 @@ def test_worker(mode, layer):
         assert last == f"OK {layer}"
     else:
         assert last.startswith("OK ")
+
+
+def test_set_num_threads_is_honoured(monkeypatch):
+    """numba.set_num_threads(1) runs the serial kernel; more threads split the work."""
+    import numba
+    import numpy as np
+
+    import numba_pool as npool
+    from numba_pool import _threading
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs at least two Numba threads")
+    calls = []
+    real_run = _threading.run
+
+    def spy(serial, parallel, args, work):
+        def s(*a):
+            calls.append("serial")
+            serial(*a)
+
+        def p(*a):
+            calls.append("parallel")
+            parallel(*a)
+
+        real_run(s, p, args, work)
+
+    monkeypatch.setattr(_threading, "run", spy)
+    x = np.random.default_rng(0).standard_normal((4, 64, 64, 16), dtype=np.float32)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        y1, _ = npool.max_pool2d(x, 3, 2, 1)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        y2, _ = npool.max_pool2d(x, 3, 2, 1)
+    finally:
+        numba.set_num_threads(previous)
+    assert calls == ["serial", "parallel"]
+    np.testing.assert_array_equal(y1, y2)
