@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import int_pair, normalise_bool, normalise_data_format, normalise_padding
-from .pooling import IntOrPair, MaxPoolArgmax, Padding, max_pool2d, max_pool2d_backward
+from .pooling import (
+    IntOrPair,
+    MaxPoolArgmax,
+    Padding,
+    max_pool2d,
+    max_pool2d_backward,
+    resolve_parameters,
+)
 
 __all__ = ["MaxPool2D"]
 
@@ -42,13 +48,7 @@ class MaxPool2D:
         data_format: str = "NHWC",
     ) -> None:
         # Validate the configuration now, so a misconfigured layer fails before training.
-        fmt = normalise_data_format(data_format)
-        pool = int_pair(pool_size, "pool_size")
-        if strides is not None:
-            int_pair(strides, "strides")
-        int_pair(dilation, "dilation")
-        normalise_padding(padding, pool)
-        normalise_bool(ceil_mode, "ceil_mode")
+        fmt = resolve_parameters(pool_size, strides, padding, dilation, ceil_mode, data_format)[-1]
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
         self.dilation, self.ceil_mode, self.data_format = dilation, ceil_mode, fmt
         self.argmax: MaxPoolArgmax | None = None

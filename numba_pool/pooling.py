@@ -198,7 +198,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     """A read-only view: kernels then see one array type whatever the caller's
     flags, so each kernel compiles once per dtype, not once per flag combination."""
     if a.flags.writeable:
-        a = a.view()
+        a = a.view()  # never change the flags of the caller's array itself
         a.flags.writeable = False
     return a
 
@@ -238,19 +238,19 @@ class _Plan:
         else:
             self.perm = None if data_format == "NCHW" else (0, 3, 1, 2)
 
-    def forward(self, xp_flat, yp, offp):
-        """Run the forward kernel on physical arrays (x flattened)."""
+    def forward(self, xf, yp, offp):
+        """Run the forward kernel: ``xf`` is x flattened in physical order."""
         if not self.empty:
-            _threading.run(*self.fwd, (_readonly(xp_flat), yp.reshape(-1), offp.reshape(-1))
-                           + self.fwd_const, self.fwd_work)
+            args = (_readonly(xf), yp.reshape(-1), offp.reshape(-1)) + self.fwd_const
+            if self.fwd_work < _threading.PARALLEL_MIN_WORK:  # skip a call layer
+                self.fwd[0](*args, 1)
+            else:
+                _threading.run(*self.fwd, args, self.fwd_work)
 
-    def backward(self, dyp_flat, offp, dxp):
+    def backward(self, dyf, offp, dxp):
+        """Run the backward kernel: ``dyf`` is dy flattened in physical order."""
         if not self.empty:
-            dyf = dyp_flat.view()
-            dyf.flags.writeable = False  # see _readonly
-            off = offp.reshape(-1)
-            off.flags.writeable = False
-            args = (dyf, off, dxp.reshape(-1)) + self.bwd_const
+            args = (_readonly(dyf), _readonly(offp.reshape(-1)), dxp.reshape(-1)) + self.bwd_const
             if self.fwd_work < _threading.PARALLEL_MIN_WORK:
                 self.bwd[0](*args, 1)
             else:
@@ -260,16 +260,9 @@ class _Plan:
         """Fast path: x has this plan's shape, dtype and memory layout.
 
         Kept lean: it is most of the cost of a call on a small input."""
-        xf = (x if self.perm is None else x.transpose(self.perm)).reshape(-1)
-        xf.flags.writeable = False  # a view: see _readonly
         yp = np.empty(self.phys_out, self.dtype)
         offp = np.empty(self.phys_out, self.odtype)
-        if not self.empty:
-            args = (xf, yp.reshape(-1), offp.reshape(-1)) + self.fwd_const
-            if self.fwd_work < _threading.PARALLEL_MIN_WORK:
-                self.fwd[0](*args, 1)
-            else:
-                _threading.run(*self.fwd, args, self.fwd_work)
+        self.forward((x if self.perm is None else x.transpose(self.perm)).reshape(-1), yp, offp)
         argmax = MaxPoolArgmax.__new__(MaxPoolArgmax)
         argmax._offsets, argmax._geometry, argmax._input_shape = offp, self.geom, self.in_shape
         argmax._data_format, argmax._dtype, argmax._memory = self.data_format, self.dtype, self.memory
@@ -329,14 +322,26 @@ def _backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[i
     return (0, 0, 0, 0)
 
 
-def _resolve(x, pool_size, strides, padding, dilation, ceil_mode, data_format):
-    """Validate the forward arguments; return (x, geometry, data_format)."""
+def resolve_parameters(pool_size, strides, padding, dilation, ceil_mode, data_format):
+    """Validate and normalise the pooling parameters (everything but ``x``).
+
+    Returns (pool, stride, dilation, padding, ceil_mode, data_format) with
+    int pairs, "valid"/"same" or ((top, bottom), (left, right)), a bool and
+    "NHWC"/"NCHW".
+    """
     data_format = normalise_data_format(data_format)
     pool = int_pair(pool_size, "pool_size")
     stride = pool if strides is None else int_pair(strides, "strides")
     dil = int_pair(dilation, "dilation")
     pad = normalise_padding(padding, pool)
     ceil_mode = normalise_bool(ceil_mode, "ceil_mode")
+    return pool, stride, dil, pad, ceil_mode, data_format
+
+
+def _resolve(x, pool_size, strides, padding, dilation, ceil_mode, data_format):
+    """Validate the forward arguments; return (x, geometry, data_format)."""
+    pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
+        pool_size, strides, padding, dilation, ceil_mode, data_format)
     x = as_input_array(x, "x")
     check_input_shape(x, data_format)
     _, _, h, w = _spatial(x.shape, data_format)
