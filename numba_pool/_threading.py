@@ -24,8 +24,8 @@ otherwise:
   serially.
 
 Small problems never pay thread start-up: below ``PARALLEL_MIN_WORK``
-elements touched, or with one thread (``numba.set_num_threads(1)``), the
-serial kernel runs.
+(weighted elements touched), or with one thread (``numba.set_num_threads(1)``),
+the serial kernel runs.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ import warnings
 
 import numba
 
-# Elements (input + output) below which a call runs serially.  Measured on a
-# 2-core machine (bench/threshold.py): the parallel launch costs ~10-20 us,
-# which the serial kernel spends on roughly this many elements.
-PARALLEL_MIN_WORK = 1 << 15
+# Work below which a call runs serially: elements touched (input + outputs)
+# times the kernel's cost per element (1 for the vectorised kernels, 4-8 for
+# the per-element ones; see pooling._Plan).  bench/threshold.py on the 2-core
+# machine: the parallel launch costs ~2 us, and the serial kernel stops
+# winning at 50-100 K elements for vectorised kernels, 5-20 K for the others.
+PARALLEL_MIN_WORK = 1 << 16
 
 _FORK_UNSAFE_LAYERS = {"omp"}  # GNU OpenMP; Intel OpenMP is detected below
 

@@ -122,6 +122,9 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
 
 def as_input_array(x, name: str = "x") -> np.ndarray:
     """``np.asarray`` with a dtype check; native byte order guaranteed."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; its mask would be ignored: pass "
+                        f"{name}.filled(...) with a fill value that cannot win, e.g. -inf")
     if isinstance(x, np.ndarray):
         arr = x
     else:

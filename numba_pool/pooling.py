@@ -223,12 +223,18 @@ class _Plan:
         self.out_shape = _logical_shape(n, c, ho, wo, data_format)
         self.empty = B * h * w * C == 0 or B * ho * wo * C == 0
         r, cl = geom.rows, geom.cols
-        self.fwd = _kernels.forward_kernels(*_forward_key(geom, C, self.cdtype))
+        fkey, bkey = _forward_key(geom, C, self.cdtype), _backward_key(geom, C, self.cdtype)
+        self.fwd = _kernels.forward_kernels(*fkey)
         self.fwd_const = (h, w, ho, wo, C, r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi,
                           r.dilation, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
                           B * ho)
-        self.fwd_work = B * (h * w + 2 * ho * wo) * C
-        self.bwd = _kernels.backward_kernels(*_backward_key(geom, C, self.cdtype))
+        # Elements touched, weighted by the kernel's cost per element, decide
+        # serial or parallel (bench/threshold.py measured the weights).
+        touched = B * (h * w + 2 * ho * wo) * C
+        self.fwd_work = touched * (1 if fkey[0] else 8)
+        narrow_cost = 4 if bkey[0] else 8
+        self.bwd_work = touched * (1 if C >= _kernels.VECTOR_MIN_CHANNELS else narrow_cost)
+        self.bwd = _kernels.backward_kernels(*bkey)
         self.bwd_const = (h, w, ho, wo, C, r.start, r.cover_lo, r.cover_hi, cl.start, cl.lo,
                           cl.hi, r.dilation, cl.dilation, cl.kernel, self.cdtype.type(0),
                           cl.interior[0], cl.interior[1], cl.tiles_exactly, B * h)
@@ -251,10 +257,10 @@ class _Plan:
         """Run the backward kernel: ``dyf`` is dy flattened in physical order."""
         if not self.empty:
             args = (_readonly(dyf), _readonly(offp.reshape(-1)), dxp.reshape(-1)) + self.bwd_const
-            if self.fwd_work < _threading.PARALLEL_MIN_WORK:
+            if self.bwd_work < _threading.PARALLEL_MIN_WORK:
                 self.bwd[0](*args, 1)
             else:
-                _threading.run(*self.bwd, args, self.fwd_work)
+                _threading.run(*self.bwd, args, self.bwd_work)
 
     def run_forward(self, x):
         """Fast path: x has this plan's shape, dtype and memory layout.

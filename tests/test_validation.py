@@ -25,6 +25,7 @@ X = np.zeros((2, 6, 6, 3), np.float32)
     (np.zeros((1, 4, 4, 1), "datetime64[s]"), {}, TypeError, "x must have a real numeric"),
     (np.zeros((1, 4, 4, 1), np.longdouble), {}, TypeError, "x must have a real numeric"),
     ("abc", {}, TypeError, "x must have a real numeric"),
+    (np.ma.zeros((1, 4, 4, 1)), {}, TypeError, "x is a masked array"),
     ([[1, [2]]], {}, TypeError, "x must be an array"),
     (X, dict(pool_size=0), ValueError, "pool_size must be >= 1"),
     (X, dict(pool_size=-2), ValueError, "pool_size must be >= 1"),
