@@ -50,19 +50,14 @@ def available() -> list[str]:
 
 
 def _installed() -> list[str]:
+    import importlib.util
+
     names = ["numba_pool", "numba_pool out=", "reference", "seed loops"]
-    try:
-        import torch  # noqa: F401
-
+    # find_spec: know whether a framework is installed without importing it
+    if importlib.util.find_spec("torch") is not None:
         names.append("pytorch")
-    except ImportError:
-        pass
-    try:
-        import tensorflow  # noqa: F401
-
+    if importlib.util.find_spec("tensorflow") is not None:
         names.append("tensorflow")
-    except ImportError:
-        pass
     return names
 
 

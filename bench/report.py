@@ -56,17 +56,24 @@ def run_suite(threads: int) -> tuple[dict, dict]:
         [sys.executable, "-c", "import json, bandwidth; print(json.dumps(bandwidth.measure()))"],
         cwd=HERE, env=env, capture_output=True, text=True, check=True,
     ).stdout.strip().splitlines()[-1]
-    out = RAW / f"threads-{threads}.json"
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "test_bench.py"),
-         f"--benchmark-json={out}", "--benchmark-disable-gc", "--benchmark-sort=name"],
-        cwd=ROOT, env=env, check=True,
-    )
-    data = json.loads(out.read_text())
+    from impls import available
+
+    # One process per library: frameworks' thread pools would disturb each other.
+    impls = available()
+    groups = [[i for i in impls if i not in ("pytorch", "tensorflow")]]
+    groups += [[i] for i in impls if i in ("pytorch", "tensorflow")]
     times = {}
-    for b in data["benchmarks"]:
-        info = b["extra_info"]
-        times[(info["case"], info["op"], info["impl"])] = b["stats"]["median"] * 1e3
+    for k, group in enumerate(groups):
+        out = RAW / f"threads-{threads}-{k}.json"
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             str(HERE / "test_bench.py"), f"--benchmark-json={out}", "--benchmark-disable-gc",
+             "--benchmark-sort=name"],
+            cwd=ROOT, env=dict(env, BENCH_IMPLS=",".join(group)), check=True,
+        )
+        for b in json.loads(out.read_text())["benchmarks"]:
+            info = b["extra_info"]
+            times[(info["case"], info["op"], info["impl"])] = b["stats"]["median"] * 1e3
     return times, json.loads(bw_json)
 
 
@@ -262,7 +269,8 @@ def main() -> None:
         f"- Thread counts: {', '.join(map(str, thread_list))} (numba, PyTorch and TensorFlow set alike)",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "- Times: median of 30 rounds (5 for the NumPy reference and the seed's loops), "
-        "fresh output arrays each call unless the implementation says `out=`.",
+        "fresh output arrays each call unless the implementation says `out=`; each "
+        "library is timed in its own process (their thread pools disturb each other).",
         "- PyTorch: `torch.nn.functional.max_pool2d` on a channels-last tensor for NHWC cases "
         "(NCHW-contiguous for the nchw case); backward is `y.backward(g)` through autograd.",
         "- TensorFlow: `tf.nn.max_pool2d` / `tf.raw_ops.MaxPoolGrad` (NHWC only; its 'SAME' "
