@@ -24,8 +24,8 @@ otherwise:
   serially.
 
 Small problems never pay thread start-up: below ``PARALLEL_MIN_WORK``
-(weighted elements touched), or with one thread (``numba.set_num_threads(1)``),
-the serial kernel runs.
+(weighted elements touched) the serial kernel runs.  Thread counts follow
+``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``.
 """
 
 from __future__ import annotations
@@ -131,11 +131,10 @@ def run(serial, parallel, args, work: int) -> None:
         if _parallel_broken:
             serial(*args, 1)
             return
-    nthreads = numba.get_num_threads()
-    if nthreads == 1:
-        serial(*args, 1)
-        return
-    nchunks = nthreads * 4
+    # With one thread the parallel build still runs (on one thread): Numba
+    # compiles parallel loops with non-aliasing arrays, which vectorises some
+    # loops that the serial build leaves scalar.
+    nchunks = numba.get_num_threads() * 4
     if _layer == "workqueue":
         if _workqueue_lock.acquire(blocking=False):
             try:

@@ -303,8 +303,8 @@ def _forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[in
 
     Each key is compiled (and cached) separately, so only the common square
     windows on float32/float64 data are specialised: with many channels for
-    any stride/dilation, with one channel (NCHW data) for unit dilation and
-    strides 1, 2 or k.
+    any stride/dilation, with 1-4 channels (NCHW data, RGB images) for unit
+    dilation and strides 1, 2 or k.
     """
     r, c = geom.rows, geom.cols
     k = r.kernel
@@ -312,8 +312,8 @@ def _forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[in
         return (0, 0, 0, 0, 0)
     if channels >= _kernels.VECTOR_MIN_CHANNELS:
         return (k, k, 0, 0, 0)
-    if channels == 1 and c.dilation == 1 and c.stride in (1, 2, k):
-        return (k, k, c.stride, 1, 1)
+    if c.dilation == 1 and c.stride in (1, 2, k):  # 1 to 4 channels
+        return (k, k, c.stride, 1, channels)
     return (0, 0, 0, 0, 0)
 
 

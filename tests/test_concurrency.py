@@ -51,7 +51,7 @@ def test_worker(mode, layer):
 
 
 def test_set_num_threads_is_honoured(monkeypatch):
-    """numba.set_num_threads(1) runs the serial kernel; more threads split the work."""
+    """The parallel kernels run with the caller's numba.set_num_threads count."""
     import numba
     import numpy as np
 
@@ -65,11 +65,11 @@ def test_set_num_threads_is_honoured(monkeypatch):
 
     def spy(serial, parallel, args, work):
         def s(*a):
-            calls.append("serial")
+            calls.append(("serial", numba.get_num_threads()))
             serial(*a)
 
         def p(*a):
-            calls.append("parallel")
+            calls.append(("parallel", numba.get_num_threads()))
             parallel(*a)
 
         real_run(s, p, args, work)
@@ -84,5 +84,5 @@ def test_set_num_threads_is_honoured(monkeypatch):
         y2, _ = npool.max_pool2d(x, 3, 2, 1)
     finally:
         numba.set_num_threads(previous)
-    assert calls == ["serial", "parallel"]
+    assert calls == [("parallel", 1), ("parallel", numba.config.NUMBA_NUM_THREADS)]
     np.testing.assert_array_equal(y1, y2)
