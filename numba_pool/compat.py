@@ -26,10 +26,6 @@ from .pooling import MaxPoolArgmax, max_pool2d, max_pool2d_backward
 __all__ = ["MaxPoolingLayer", "max_pool_naive_backward"]
 
 
-def _stride(S) -> int:
-    return int_pair(S, "stride")[0] if not isinstance(S, (tuple, list)) else int_pair(S, "stride")
-
-
 class MaxPoolingLayer:
     """The seed's layer: window = stride = ``stride``, NHWC.
 
@@ -38,7 +34,8 @@ class MaxPoolingLayer:
     """
 
     def __init__(self, stride=1):
-        self.stride = _stride(stride)
+        int_pair(stride, "stride")  # fail at construction, naming the parameter
+        self.stride = stride
         self.X = None
         self._argmax: MaxPoolArgmax | None = None
 
@@ -59,5 +56,5 @@ def max_pool_naive_backward(dY, X, S):
 
     Returns ``dX`` with the shape and dtype of ``X``.
     """
-    _, argmax = max_pool2d(X, _stride(S))
+    _, argmax = max_pool2d(X, int_pair(S, "stride"))
     return max_pool2d_backward(np.asarray(dY).astype(argmax.dtype, copy=False), argmax)

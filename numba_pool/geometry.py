@@ -68,11 +68,6 @@ class AxisGeometry:
         return (self.stride == self.kernel and self.dilation == 1 and self.pad_before == 0
                 and self.pad_after == 0 and self.out * self.kernel == self.size)
 
-    @property
-    def effective_kernel(self) -> int:
-        """Extent of the dilated window, ``(kernel - 1) * dilation + 1``."""
-        return (self.kernel - 1) * self.dilation + 1
-
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
