@@ -32,6 +32,7 @@ input element's contributions in window order (output row, then column).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -221,10 +222,42 @@ def forward_kernels(KH: int, KW: int, SW: int, DW: int, NC: int):
 
 
 @njit(inline="always")
+def round_to_half(v):
+    """``v`` (float32) rounded to the nearest float16 value, ties to even,
+    overflow to +-inf, returned as float32: what ``float16(v)`` does.
+
+    PyTorch adds float16 gradients as ``Half(float(a) + float(b))``; the
+    backward kernels for float16 data apply this after every addition so
+    that their sums round exactly as PyTorch's do.
+    """
+    a = abs(np.float64(v))
+    if not a < 65520.0:  # inf, NaN, or rounds to inf (65520 ties to the even 2**16)
+        return v if a != a else np.float32(math.copysign(math.inf, v))
+    if a < 6.103515625e-05:  # below 2**-14: subnormal half, spacing 2**-24
+        ulp = 5.960464477539063e-08
+    else:
+        ulp = math.ldexp(1.0, math.frexp(a)[1] - 11)  # 11 significant bits
+    t = a / ulp  # exact: power-of-two scaling
+    r = ((t + 4503599627370496.0) - 4503599627370496.0) * ulp  # rint, ties to even
+    return np.float32(math.copysign(r, v))
+
+
+@njit(inline="always")
+def _accumulate(dx, d, g, HALF):
+    """``dx[d] += g``, rounded to float16 after the addition when HALF."""
+    if HALF:
+        dx[d] = round_to_half(dx[d] + g)
+    else:
+        dx[d] += g
+
+
+@njit(inline="always")
 def _backward_interior(dy, off, dx, xr, yr, i, cstart, cia, cib, zero, store, KW, SW, DW, NC):
     """One channel-narrow row segment: output columns [cia, cib), tap row i.
 
-    ``store``: write instead of accumulate (the windows tile this row)."""
+    ``store``: write instead of accumulate (the windows tile this row);
+    ``zero + g`` so that a -0.0 gradient lands as +0.0, as a sum from zero
+    does (and as PyTorch's ``+=`` into zeros does)."""
     n = U(cib - cia)
     xb0 = U(xr + cstart[cia] * NC)
     ob0 = U(yr + cia * NC)
@@ -238,14 +271,14 @@ def _backward_interior(dy, off, dx, xr, yr, i, cstart, cia, cib, zero, store, KW
             for j in range(KW):
                 d = db + U(j * DW * NC + c)
                 if store:
-                    dx[d] = g if o == t0 + j else zero
+                    dx[d] = zero + g if o == t0 + j else zero
                 else:
                     dx[d] += g if o == t0 + j else zero
 
 
 @njit(inline="always")
 def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo, chi,
-                   dh, dw, kw, zero, cia, cib, cols_tiled, item_lo, item_hi, KW, SW, DW, NC):
+                   dh, dw, kw, zero, cia, cib, cols_tiled, item_lo, item_hi, KW, SW, DW, NC, HALF):
     """Write dx rows ``item_lo <= b * H + ih < item_hi``: contributions of
     every window covering the row, summed in window order."""
     WC = W * C
@@ -281,7 +314,7 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
                         t = i * kw + j
                         db = U(xr + (ow * kw + j) * C)
                         for c in range(Cu):
-                            dx[db + c] = dy[ob + c] if off[ob + c] == t else zero
+                            dx[db + c] = zero + dy[ob + c] if off[ob + c] == t else zero
                 continue
             if C >= VECTOR_MIN_CHANNELS:
                 for ow in range(Wo):
@@ -289,8 +322,13 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
                     for j in range(clo[ow], chi[ow]):
                         t = i * kw + j
                         db = U(xr + (cstart[ow] + j * dw) * C)
-                        for c in range(Cu):
-                            dx[db + c] += dy[ob + c] if off[ob + c] == t else zero
+                        if HALF:
+                            for c in range(Cu):
+                                if off[ob + c] == t:
+                                    _accumulate(dx, db + c, dy[ob + c], HALF)
+                        else:
+                            for c in range(Cu):
+                                dx[db + c] += dy[ob + c] if off[ob + c] == t else zero
                 continue
             # Few channels: columns left of, inside and right of the
             # interior, in this order so sums keep window order.
@@ -313,24 +351,25 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
                         o = U(yr + ow * C + c)
                         j = np.int64(off[o]) - t0
                         if j >= j0 and j < j1:
-                            dx[U(xr + (cstart[ow] + j * dw) * C + c)] += dy[o]
+                            _accumulate(dx, U(xr + (cstart[ow] + j * dw) * C + c), dy[o], HALF)
 
 
 @functools.lru_cache(maxsize=None)
-def backward_kernels(KW: int, SW: int, DW: int, NC: int):
+def backward_kernels(KW: int, SW: int, DW: int, NC: int, HALF: int = 0):
     """(serial, parallel) backward kernels.
 
     ``NC > 0``: exactly NC channels, window width KW, stride SW, dilation
     DW: output columns whose taps are all inside x are vectorised over
-    output columns.  ``NC == 0``: generic.  Constants as in
-    :func:`forward_kernels`.
+    output columns.  ``NC == 0``: generic.  ``HALF``: float16 data held in
+    float32, every sum rounded to float16 (generic kernels only).
+    Constants as in :func:`forward_kernels`.
     """
 
     @njit(**_OPTS)
     def serial(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo, chi, dh,
                dw, kw, zero, cia, cib, cols_tiled, nitems, nchunks):
         _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo,
-                       chi, dh, dw, kw, zero, cia, cib, cols_tiled, 0, nitems, KW, SW, DW, NC)
+                       chi, dh, dw, kw, zero, cia, cib, cols_tiled, 0, nitems, KW, SW, DW, NC, HALF)
 
     @njit(parallel=True, **_OPTS)
     def parallel(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo, chi,
@@ -339,6 +378,6 @@ def backward_kernels(KW: int, SW: int, DW: int, NC: int):
             _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart,
                            clo, chi, dh, dw, kw, zero, cia, cib, cols_tiled,
                            chunk * nitems // nchunks, (chunk + 1) * nitems // nchunks,
-                           KW, SW, DW, NC)
+                           KW, SW, DW, NC, HALF)
 
     return serial, parallel

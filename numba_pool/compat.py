@@ -13,7 +13,9 @@ One deliberate difference: **ties**.  The seed builds a mask
 here only the first maximum in row-major window order receives it, as in
 PyTorch and TensorFlow (and as the true subgradient of a sum requires:
 crediting all ties multiplies the gradient).  Without ties the results are
-identical.
+identical, up to the sign of zero: the seed's ``mask * dY`` writes -0.0 where
+a negative gradient meets a non-winning element, numba_pool writes +0.0 (a
+sum from zero, as PyTorch).
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ def offsets_dtype(window_elements: int) -> np.dtype:
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    """float16 is pooled in float32 (exact for max; sums round once)."""
+    """float16 is held in float32 by the kernels: exact for max, and the
+    backward kernel rounds every sum to float16 (see ``_backward_key``)."""
     return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
@@ -223,7 +224,7 @@ class _Plan:
         self.out_shape = _logical_shape(n, c, ho, wo, data_format)
         self.empty = B * h * w * C == 0 or B * ho * wo * C == 0
         r, cl = geom.rows, geom.cols
-        fkey, bkey = _forward_key(geom, C, self.cdtype), _backward_key(geom, C, self.cdtype)
+        fkey, bkey = _forward_key(geom, C, self.cdtype), _backward_key(geom, C, self.dtype)
         self.fwd = _kernels.forward_kernels(*fkey)
         self.fwd_const = (h, w, ho, wo, C, r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi,
                           r.dilation, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
@@ -320,12 +321,15 @@ def _forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[in
 def _backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
     """Which specialised backward kernel fits (see ``_kernels.backward_kernels``):
     few channels (1 to 4: NCHW data, RGB images), a common window tiling the
-    width (stride = width, no dilation)."""
+    width (stride = width, no dilation).  ``dtype`` is x's: float16 gets the
+    generic kernel that rounds every sum to float16, as PyTorch does."""
+    if dtype == np.float16:
+        return (0, 0, 0, 0, 1)
     c = geom.cols
     if (channels < _kernels.VECTOR_MIN_CHANNELS and dtype in _SPECIAL_DTYPES and c.kernel in _kernels.SPECIAL_WINDOWS and c.stride == c.kernel
             and c.dilation == 1):
-        return (c.kernel, c.stride, 1, channels)
-    return (0, 0, 0, 0)
+        return (c.kernel, c.stride, 1, channels, 0)
+    return (0, 0, 0, 0, 0)
 
 
 def resolve_parameters(pool_size, strides, padding, dilation, ceil_mode, data_format):
@@ -371,6 +375,27 @@ def _check_out(buf, name: str, shape, dtype, data_format: str, memory: str) -> n
             f"({'NHWC' if memory == CHANNELS_LAST else 'NCHW'} memory)"
         )
     return _to_physical(buf, data_format, memory)
+
+
+_TooHard = getattr(getattr(np, "exceptions", np), "TooHardError", Exception)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays share memory (conservatively True when NumPy cannot tell)."""
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except _TooHard:
+        return True
+
+
+def check_no_overlap(outputs: dict, inputs: dict) -> None:
+    """ValueError if an output buffer shares memory with an input or with
+    another output; keys are the parameter names used in the message."""
+    named = list(outputs.items())
+    for i, (oname, obuf) in enumerate(named):
+        for iname, ibuf in list(inputs.items()) + named[i + 1:]:
+            if _overlap(obuf, ibuf):
+                raise ValueError(f"{oname} must not share memory with {iname}")
 
 
 def max_pool2d(
@@ -457,8 +482,6 @@ def max_pool2d(
         y_buf = out
     if y_buf is not None:
         yp_user = _check_out(y_buf, "out", y_shape, x.dtype, data_format, memory)
-        if np.shares_memory(yp_user, x):
-            raise ValueError("out must not overlap x")
     if arg_buf is not None:
         if not isinstance(arg_buf, MaxPoolArgmax):
             raise TypeError("out[1] must be a MaxPoolArgmax returned by max_pool2d")
@@ -467,10 +490,18 @@ def max_pool2d(
                 or arg_buf._offsets.dtype != odtype):
             raise ValueError("out[1] was made for a different input shape or pooling configuration")
         offp = arg_buf._offsets
+        if type(offp) is not np.ndarray or offp.shape != phys_out_shape or not offp.flags.c_contiguous:
+            raise ValueError("out[1] is corrupted: its offsets no longer match its geometry")
+        written = {"out[1] (the argmax offsets)": offp}
+        if y_buf is not None:
+            written = {"out" if not isinstance(out, tuple) else "out[0]": y_buf, **written}
+        check_no_overlap(written, {"x": x})
         argmax = arg_buf
         argmax._dtype = x.dtype
         argmax._plan = plan
     else:
+        if y_buf is not None:
+            check_no_overlap({"out" if not isinstance(out, tuple) else "out[0]": y_buf}, {"x": x})
         offp = np.empty(phys_out_shape, odtype)
         argmax = MaxPoolArgmax(_KEY, offp, geom, x.shape, data_format, x.dtype, memory, plan)
 
@@ -540,6 +571,7 @@ def max_pool2d_backward(
                 return dxp if memory == CHANNELS_LAST else dxp.reshape(plan.in_shape)
             return _to_logical(dxp, plan.n, plan.c, data_format, memory)
 
+    dy_in = dy
     dy = as_input_array(dy, "dy")
     if dy.shape != argmax.output_shape:
         raise ValueError(f"dy has shape {dy.shape}, expected {argmax.output_shape} (the shape of y)")
@@ -551,8 +583,8 @@ def max_pool2d_backward(
     dx_shape = argmax._input_shape
     if out is not None:
         dxp_user = _check_out(out, "out", dx_shape, dtype, data_format, memory)
-        if np.shares_memory(dxp_user, dyp) or np.shares_memory(dxp_user, offp):
-            raise ValueError("out must not overlap dy or argmax")
+        check_no_overlap({"out": out}, {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy,
+                                        "argmax (its offsets)": offp})
     dxp = dxp_user if out is not None and cdtype == dtype else np.empty(plan.phys_in, cdtype)
 
     plan.backward(dyp.reshape(-1), offp, dxp)

@@ -5,6 +5,9 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# Scripts run in subprocesses by the tests; never imported by pytest (doctest collection).
+collect_ignore_glob = ["workers/*"]
+
 settings.register_profile(
     "default",
     deadline=None,
@@ -13,3 +16,10 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """An oracle that was opted out is reported loudly, never silently."""
+    if os.environ.get("NUMBA_POOL_SKIP_TENSORFLOW") == "1":
+        terminalreporter.write_sep("!", "TensorFlow oracle NOT run (NUMBA_POOL_SKIP_TENSORFLOW=1)",
+                                   red=True)

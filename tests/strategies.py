@@ -4,10 +4,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from numba_pool.geometry import pool_geometry
-from numba_pool._validate import normalise_padding
-
-pair = st.tuples(st.integers(1, 4), st.integers(1, 4))
+from numba_pool import reference
 
 
 @st.composite
@@ -23,11 +20,14 @@ def padding_for(draw, pool):
 
 
 @st.composite
-def pool_config(draw, max_hw=9):
-    """(x shape args, kwargs) for a configuration whose geometry is valid."""
+def pool_config(draw, max_hw=9, max_pool=4):
+    """(x shape args, kwargs) for a configuration whose geometry is valid
+    (as the reference, not the implementation, decides)."""
+    pair = st.tuples(st.integers(1, max_pool), st.integers(1, max_pool))
+    small = st.tuples(st.integers(1, 4), st.integers(1, 4))
     pool = draw(pair)
-    strides = draw(st.one_of(st.none(), pair, st.integers(1, 4)))
-    dilation = draw(st.one_of(st.just(1), pair))
+    strides = draw(st.one_of(st.none(), small, st.integers(1, 4)))
+    dilation = draw(st.one_of(st.just(1), small))
     padding = draw(padding_for(pool))
     ceil_mode = draw(st.booleans())
     data_format = draw(st.sampled_from(["NHWC", "NCHW"]))
@@ -35,10 +35,9 @@ def pool_config(draw, max_hw=9):
     c = draw(st.integers(1, 5))
     h = draw(st.integers(1, max_hw))
     w = draw(st.integers(1, max_hw))
-    stride_pair = pool if strides is None else (strides, strides) if isinstance(strides, int) else strides
-    dil = (dilation, dilation) if isinstance(dilation, int) else dilation
     try:
-        pool_geometry((h, w), pool, stride_pair, dil, normalise_padding(padding, pool), ceil_mode)
+        reference.max_pool2d(np.zeros((1, h, w, 1)), pool, strides, padding, dilation=dilation,
+                             ceil_mode=ceil_mode)
     except ValueError:
         assume(False)
     kwargs = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
@@ -69,3 +68,28 @@ def values(draw, shape, dtype):
 
 def make_input(nchw: np.ndarray, data_format: str) -> np.ndarray:
     return np.ascontiguousarray(nchw if data_format == "NCHW" else nchw.transpose(0, 2, 3, 1))
+
+
+@st.composite
+def layouts(draw, nchw: np.ndarray, data_format: str):
+    """The logical array ``nchw`` in ``data_format``, held in one of many memory
+    layouts: contiguous, the other layout's memory, Fortran order, a strided or
+    reversed view of a larger array, byte-swapped."""
+    logical = make_input(nchw, data_format)
+    kind = draw(st.sampled_from(["contiguous", "other", "fortran", "strided", "reversed",
+                                 "swapped"]))
+    if kind == "contiguous":
+        return logical
+    if kind == "other":
+        perm, back = ((0, 3, 1, 2), (0, 2, 3, 1)) if data_format == "NHWC" else (
+            (0, 2, 3, 1), (0, 3, 1, 2))
+        return np.ascontiguousarray(logical.transpose(perm)).transpose(back)
+    if kind == "fortran":
+        return np.asfortranarray(logical)
+    if kind == "strided":
+        big = np.zeros(tuple(2 * s for s in logical.shape), logical.dtype)
+        big[::2, ::2, ::2, ::2] = logical
+        return big[::2, ::2, ::2, ::2]
+    if kind == "reversed":
+        return np.ascontiguousarray(logical[:, ::-1, :, ::-1])[:, ::-1, :, ::-1]
+    return logical.astype(logical.dtype.newbyteorder("S"))

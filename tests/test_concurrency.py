@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import assert_same_bits
 
 WORKER = Path(__file__).parent / "workers" / "concurrency.py"
 LAYERS = [None, "omp", "workqueue", "tbb"]
@@ -85,4 +86,4 @@ def test_set_num_threads_is_honoured(monkeypatch):
     finally:
         numba.set_num_threads(previous)
     assert calls == [("parallel", 1), ("parallel", numba.config.NUMBA_NUM_THREADS)]
-    np.testing.assert_array_equal(y1, y2)
+    assert_same_bits(y1, y2)

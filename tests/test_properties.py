@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import numba_pool as npool
 from numba_pool import _threading, reference
-from strategies import make_input, pool_config, values
+from helpers import assert_same_bits
+from strategies import layouts, make_input, pool_config, values
 
 FLOATS = [np.float32, np.float64]
 ALL_DTYPES = FLOATS + [np.float16, np.uint8, np.int8, np.int16, np.int32, np.int64, np.uint16,
@@ -26,47 +27,82 @@ def parallel_threshold(work):
         _threading.PARALLEL_MIN_WORK = old
 
 
-def pool_both_ways(x, kwargs, dy_seed=0, parallel=True):
+def default_dy(shape, dtype, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def pool_both_ways(x, kwargs, dy=None, parallel=True):
     """Forward/backward with the serial and the parallel kernel; check they agree bitwise."""
     results = []
     for threshold in ((2**62, 0) if parallel else (2**62, 2**62)):
         with parallel_threshold(threshold):
             y, am = npool.max_pool2d(x, **kwargs)
-            dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(x.dtype)
+            if dy is None:
+                dy = default_dy(y.shape, x.dtype)
             dx = npool.max_pool2d_backward(dy, am)
-        results.append((y, am.offsets.copy(), dy, dx))
-    (y, off, dy, dx), (y2, off2, _, dx2) = results
-    np.testing.assert_array_equal(y, y2)
-    np.testing.assert_array_equal(off, off2)
-    np.testing.assert_array_equal(dx, dx2)
+        results.append((y, am.offsets.copy(), dx))
+    (y, off, dx), (y2, off2, dx2) = results
+    assert_same_bits(y2, y, "parallel y")
+    assert_same_bits(off2, off, "parallel offsets")
+    assert_same_bits(dx2, dx, "parallel dx")
     return y, off, dy, dx
 
 
-def assert_bits_equal(a, b):
-    """Equal bit for bit: NaN in the same places, same sign of zero."""
-    assert a.dtype == b.dtype and a.shape == b.shape
-    np.testing.assert_array_equal(np.ascontiguousarray(a).view(np.uint8),
-                                  np.ascontiguousarray(b).view(np.uint8))
-
-
-def check_against_reference(x, kwargs, parallel=True):
-    y, off, dy, dx = pool_both_ways(x, kwargs, parallel=parallel)
+def check_against_reference(x, kwargs, parallel=True, dy=None):
+    """Kernels (serial and parallel) equal the reference bit for bit: y,
+    offsets (dtype included), flat indices and dx; x may have any memory layout."""
+    y, off, dy, dx = pool_both_ways(x, kwargs, dy=dy, parallel=parallel)
     yr, amr = reference.max_pool2d(x, **kwargs)
-    assert y.dtype == x.dtype and y.shape == yr.shape
-    assert_bits_equal(y, yr)
-    np.testing.assert_array_equal(off, amr.offsets)
-    assert off.dtype == np.uint8
-    dxr = reference.max_pool2d_backward(dy, amr)
-    assert dx.dtype == x.dtype and dx.shape == x.shape
+    assert_same_bits(y, yr, "y")
+    assert_same_bits(off, amr.offsets, "offsets")
+    _, am = npool.max_pool2d(x, **kwargs)
+    assert_same_bits(am.flat_indices(), amr.flat_indices(), "flat indices")
     # backward: same summation order as the reference, so bit-exact too
-    assert_bits_equal(dx, dxr)
+    assert_same_bits(dx, reference.max_pool2d_backward(dy, amr), "dx")
+    assert dx.shape == x.shape
+    return y, am, dy, dx
 
 
 @given(cfg=pool_config(), dtype=st.sampled_from(FLOATS), data=st.data())
 def test_float_kernels_match_reference(cfg, dtype, data):
+    """Any memory layout of x, and a dy holding +-0, NaN and +-inf."""
     (n, c, h, w), kwargs = cfg
-    x = make_input(data.draw(values((n, c, h, w), dtype)), kwargs["data_format"])
-    check_against_reference(x, kwargs)
+    x = data.draw(layouts(data.draw(values((n, c, h, w), dtype)), kwargs["data_format"]))
+    y_shape = npool.max_pool2d(x, **kwargs)[0].shape
+    dy = make_input(data.draw(values(y_shape, dtype)), "NCHW")  # shape of y, any values
+    check_against_reference(x, kwargs, dy=dy)
+
+
+@given(cfg=pool_config(max_hw=24, max_pool=20), data=st.data())
+def test_large_windows_match_reference(cfg, data):
+    """Windows of up to 20x20 taps (uint16 offsets beyond 256 taps)."""
+    (n, c, h, w), kwargs = cfg
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16, np.int16]))
+    x = make_input(data.draw(values((min(n, 1), min(c, 2), h, w), dtype)), kwargs["data_format"])
+    check_against_reference(x, kwargs, parallel=False)
+
+
+@given(cfg=pool_config(), data=st.data())
+def test_out_buffers_match_fresh_results(cfg, data):
+    """out= (y, y with an earlier argmax, dx) gives the fresh results bit for bit."""
+    (n, c, h, w), kwargs = cfg
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16, np.uint8]))
+    fmt = kwargs["data_format"]
+    x = make_input(data.draw(values((n, c, h, w), dtype)), fmt)
+    y, am = npool.max_pool2d(x, **kwargs)
+    dy = make_input(data.draw(values(y.shape, dtype)), "NCHW")
+    dx = npool.max_pool2d_backward(dy, am)
+    y_buf = np.full_like(y, 7)
+    reuse = data.draw(st.booleans())
+    earlier = npool.max_pool2d(make_input(data.draw(values((n, c, h, w), dtype)), fmt),
+                               **kwargs)[1]
+    y2, am2 = npool.max_pool2d(x, **kwargs, out=(y_buf, earlier) if reuse else y_buf)
+    assert y2 is y_buf and (am2 is earlier) == reuse
+    assert_same_bits(y_buf, y, "out y")
+    assert_same_bits(am2.offsets, am.offsets, "out offsets")
+    dx_buf = np.full_like(x, 3)
+    assert npool.max_pool2d_backward(dy, am2, out=dx_buf) is dx_buf
+    assert_same_bits(dx_buf, dx, "out dx")
 
 
 # Parallel drivers are dtype-independent code around the same row workers;
@@ -77,13 +113,15 @@ PARALLEL_CHECKED = (np.float32, np.float64, np.float16, np.uint8, np.int32)
 @given(cfg=pool_config(max_hw=6), dtype=st.sampled_from(ALL_DTYPES), data=st.data())
 def test_all_dtypes_match_reference(cfg, dtype, data):
     (n, c, h, w), kwargs = cfg
-    x = make_input(data.draw(values((n, c, h, w), dtype)), kwargs["data_format"])
-    check_against_reference(x, kwargs, parallel=dtype in PARALLEL_CHECKED)
+    x = data.draw(layouts(data.draw(values((n, c, h, w), dtype)), kwargs["data_format"]))
+    dy = make_input(data.draw(values(npool.max_pool2d(x, **kwargs)[0].shape, dtype)), "NCHW")
+    check_against_reference(x, kwargs, parallel=dtype in PARALLEL_CHECKED, dy=dy)
 
 
 @given(cfg=pool_config(), data=st.data())
 def test_other_memory_layout_matches_reference(cfg, data):
-    """NHWC data held in NCHW memory (and vice versa) gives the same results."""
+    """NHWC data held in NCHW memory (and vice versa): y, offsets and dx bit for
+    bit, and y and dx come back in the memory layout x had."""
     (n, c, h, w), kwargs = cfg
     nchw = data.draw(values((n, c, h, w), np.float32))
     fmt = kwargs["data_format"]
@@ -91,10 +129,9 @@ def test_other_memory_layout_matches_reference(cfg, data):
     x = nchw.transpose(0, 2, 3, 1) if fmt == "NHWC" else np.ascontiguousarray(
         nchw.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     assert not x.flags.c_contiguous or min(n, c, h * w) <= 1
-    y, _, _, dx = pool_both_ways(x, kwargs)
-    yr, amr = reference.max_pool2d(np.ascontiguousarray(x), **kwargs)
-    np.testing.assert_array_equal(y, yr)
-    assert dx.shape == x.shape
+    y, am, _, dx = check_against_reference(x, kwargs)
+    other = (0, 3, 1, 2) if fmt == "NHWC" else (0, 2, 3, 1)
+    assert y.transpose(other).flags.c_contiguous and dx.transpose(other).flags.c_contiguous
 
 
 @given(h=st.integers(1, 7), w=st.integers(1, 7), c=st.integers(1, 4), data=st.data())
@@ -111,21 +148,22 @@ def test_window_as_large_as_the_input(h, w, c, data):
 def test_one_pixel_images(fmt):
     x = make_input(np.array([[[[3.0]], [[-1.0]]]], np.float32), fmt)  # N=1, C=2, 1x1
     y, am = npool.max_pool2d(x, 1, data_format=fmt)
-    np.testing.assert_array_equal(y, x)
-    np.testing.assert_array_equal(npool.max_pool2d_backward(np.ones_like(y), am), np.ones_like(x))
+    assert_same_bits(y, x)
+    assert_same_bits(npool.max_pool2d_backward(np.ones_like(y), am), np.ones_like(x))
     check_against_reference(x, dict(pool_size=3, strides=1, padding=1, data_format=fmt))
 
 
-def test_large_windows_use_wider_offsets():
-    x = np.random.default_rng(1).standard_normal((1, 20, 20, 2))
-    y, am = npool.max_pool2d(x, 17, 1)
-    assert am.offsets.dtype == np.uint16
-    yr, amr = reference.max_pool2d(x, 17, 1)
-    np.testing.assert_array_equal(y, yr)
-    np.testing.assert_array_equal(am.offsets, amr.offsets)
-    dy = np.ones_like(y)
-    np.testing.assert_array_equal(npool.max_pool2d_backward(dy, am),
-                                  reference.max_pool2d_backward(dy, amr))
+@pytest.mark.parametrize("pool, shape, offsets", [
+    ((16, 16), (1, 20, 20, 2), np.uint8),      # 256 taps: offsets 0..255
+    (17, (1, 20, 20, 2), np.uint16),           # 289 taps
+    ((257, 256), (1, 258, 257, 1), np.uint32),  # 65792 taps
+])
+def test_offset_dtypes_at_their_limits(pool, shape, offsets):
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    x[0, -1, -1, 0] = 100.0  # the last tap of the last window wins: the largest offset
+    y, am = npool.max_pool2d(x, pool, 1)
+    assert am.offsets.dtype == offsets
+    check_against_reference(x, dict(pool_size=pool, strides=1), parallel=False)
 
 
 def test_results_do_not_depend_on_thread_count():
@@ -142,5 +180,5 @@ def test_results_do_not_depend_on_thread_count():
             outs.append((y, dx))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     for y, dx in outs[1:]:
-        np.testing.assert_array_equal(y, outs[0][0])
-        np.testing.assert_array_equal(dx, outs[0][1])
+        assert_same_bits(y, outs[0][0])
+        assert_same_bits(dx, outs[0][1])

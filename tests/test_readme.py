@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import numba_pool as npool
+from helpers import assert_same_bits
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -28,6 +29,13 @@ def test_argmax_pickles_for_multiprocessing():
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 3)).astype(np.float32)
     y, am = npool.max_pool2d(x, 2)
     am2 = pickle.loads(pickle.dumps(am))
-    np.testing.assert_array_equal(am2.offsets, am.offsets)
-    np.testing.assert_array_equal(npool.max_pool2d_backward(np.ones_like(y), am2),
+    assert_same_bits(am2.offsets, am.offsets)
+    assert_same_bits(npool.max_pool2d_backward(np.ones_like(y), am2),
                                   npool.max_pool2d_backward(np.ones_like(y), am))
+
+
+def test_doctests_of_the_package_are_collected():
+    """The docstring examples are tests: pytest's configuration collects them."""
+    config = (README.parent / "pyproject.toml").read_text().split("[tool.pytest.ini_options]")[1]
+    assert re.search(r'^testpaths = \[.*"numba_pool".*\]$', config, re.M)
+    assert re.search(r'^addopts = ".*--doctest-modules.*"$', config, re.M)

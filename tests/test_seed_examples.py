@@ -5,6 +5,7 @@ import pytest
 
 import numba_pool as npool
 from numba_pool.compat import MaxPoolingLayer, max_pool_naive_backward
+from helpers import assert_same_bits
 
 
 def float_sequence(size):
@@ -37,25 +38,25 @@ def test_example_1_single_channel():
     X = float_sequence(4 * 4).reshape(1, 4, 4, 1)
     dY = (float_sequence(2 * 2) + 1).reshape(1, 2, 2, 1)
     for dX in all_entry_points(X, dY):
-        np.testing.assert_array_equal(dX[0, :, :, 0], SEED_DX_1)
+        assert_same_bits(dX[0, :, :, 0], SEED_DX_1)
 
 
 def test_example_2_multiple_channels():
     X = float_sequence(4 * 4 * 3).reshape(1, 4, 4, 3)
     dY = (float_sequence(2 * 2 * 3) + 1).reshape(1, 2, 2, 3)
     for dX in all_entry_points(X, dY):
-        np.testing.assert_array_equal(dX[0].transpose(2, 0, 1), SEED_DX_2_BY_CHANNEL)
+        assert_same_bits(dX[0].transpose(2, 0, 1), SEED_DX_2_BY_CHANNEL)
 
 
 def test_example_3_mini_batch():
     X = float_sequence(4 * 4 * 4 * 3).reshape(4, 4, 4, 3)
     dY = float_sequence(4 * 2 * 2 * 3).reshape(4, 2, 2, 3) + 1
     for dX in all_entry_points(X, dY):
-        np.testing.assert_array_equal(dX[0].transpose(2, 0, 1), SEED_DX_2_BY_CHANNEL)
+        assert_same_bits(dX[0].transpose(2, 0, 1), SEED_DX_2_BY_CHANNEL)
         # every image's maxima sit at the bottom-right of each window
         expected = np.zeros_like(X)
         expected[:, 1::2, 1::2, :] = dY
-        np.testing.assert_array_equal(dX, expected)
+        assert_same_bits(dX, expected)
 
 
 def seed_max_pool_naive_backward(dY, X, S):
@@ -77,12 +78,17 @@ def test_compat_matches_the_seed_without_ties(S, shape):
     rng = np.random.default_rng(S)
     X = rng.standard_normal(shape).astype(np.float32) * 45676.362342398
     dY = rng.standard_normal((shape[0], shape[1] // S, shape[2] // S, shape[3]))
-    np.testing.assert_array_equal(max_pool_naive_backward(dY, X, S),
-                                  seed_max_pool_naive_backward(dY, X, S))
+    seed = seed_max_pool_naive_backward(dY, X, S)
+    # The seed's `mask * dY` writes -0.0 where a negative gradient meets a
+    # non-winner; numba_pool writes +0.0 there (a sum from zero, as PyTorch).
+    # So: the seed's values, and the seed's bits once its zeros are made +0.0.
+    seed_positive_zeros = np.where(seed == 0, 0.0, seed)
     layer = MaxPoolingLayer(stride=S)
     Y = layer.forward(X)
     assert Y.dtype == np.float64  # as the seed's np.zeros buffer
-    np.testing.assert_array_equal(layer.backward(dY), seed_max_pool_naive_backward(dY, X, S))
+    for dX in (max_pool_naive_backward(dY, X, S), layer.backward(dY)):
+        np.testing.assert_array_equal(dX, seed)
+        assert_same_bits(dX, seed_positive_zeros)
 
 
 def test_compat_ties_go_to_the_first_maximum_only():
@@ -92,7 +98,7 @@ def test_compat_ties_go_to_the_first_maximum_only():
     seed = seed_max_pool_naive_backward(dY, X, 2)
     ours = max_pool_naive_backward(dY, X, 2)
     assert seed.sum() == 4  # the seed credits every tie
-    np.testing.assert_array_equal(ours[0, :, :, 0], [[1, 0], [0, 0]])
+    assert_same_bits(ours[0, :, :, 0], np.array([[1, 0], [0, 0]], np.float32))
 
 
 def test_compat_backward_before_forward_is_an_error():

@@ -7,6 +7,7 @@ import pytest
 
 import numba_pool as npool
 from numba_pool import reference
+from helpers import assert_same_bits
 
 X = np.zeros((2, 6, 6, 3), np.float32)
 
@@ -79,15 +80,16 @@ def test_accepted_spellings():
     y2, _ = npool.max_pool2d(X, np.int64(2), np.array([2, 2]), padding=np.int32(0),
                              data_format="channels_last")
     y3, _ = npool.max_pool2d(X.tolist(), 2)
-    np.testing.assert_array_equal(y1, y2)
-    np.testing.assert_array_equal(y1, y3.astype(np.float32))
+    assert_same_bits(y1, y2)
+    assert_same_bits(y1, y3.astype(np.float32))
     y4, _ = npool.max_pool2d(X.transpose(0, 3, 1, 2), 2, data_format="channels_first")
-    np.testing.assert_array_equal(y4, y1.transpose(0, 3, 1, 2))
+    assert_same_bits(y4, y1.transpose(0, 3, 1, 2))
 
 
-@pytest.mark.parametrize("bwd", [npool.max_pool2d_backward, reference.max_pool2d_backward])
-def test_backward_argument_errors(bwd):
-    y, am = npool.max_pool2d(X, 2)
+@pytest.mark.parametrize("fwd, bwd", [(npool.max_pool2d, npool.max_pool2d_backward),
+                                      (reference.max_pool2d, reference.max_pool2d_backward)])
+def test_backward_argument_errors(fwd, bwd):
+    y, am = fwd(X, 2)
     with pytest.raises(ValueError, match="dy has shape"):
         bwd(np.zeros((2, 3, 3, 2), np.float32), am)
     with pytest.raises(ValueError, match="dy has shape"):
@@ -95,14 +97,17 @@ def test_backward_argument_errors(bwd):
     with pytest.raises(TypeError, match="dy has complex"):
         bwd(np.zeros(y.shape, complex), am)
     with pytest.raises(TypeError, match="dy has dtype float64, which cannot be cast"):
-        _, am_int = npool.max_pool2d(X.astype(np.int32), 2)
+        _, am_int = fwd(X.astype(np.int32), 2)
         bwd(np.zeros(y.shape), am_int)
     with pytest.raises(TypeError, match="dy must have a real numeric"):
         bwd(np.zeros(y.shape, object), am)
-    with pytest.raises(TypeError, match="argmax must be the MaxPoolArgmax"):
+    with pytest.raises(TypeError, match="argmax must be the"):
         bwd(y, np.zeros(y.shape, np.uint8))
-    with pytest.raises(TypeError, match="argmax must be the MaxPoolArgmax"):
+    with pytest.raises(TypeError, match="argmax must be the"):
         bwd(y, None)
+    other = (npool.max_pool2d if fwd is reference.max_pool2d else reference.max_pool2d)(X, 2)[1]
+    with pytest.raises(TypeError, match="argmax must be the"):
+        bwd(y, other)  # the package's and the reference's argmaxes do not mix
 
 
 def test_argmax_cannot_be_constructed_or_corrupted():
@@ -152,5 +157,48 @@ def test_out_buffer_errors():
     with pytest.raises(ValueError, match="out has shape"):
         npool.max_pool2d_backward(y, am, out=np.empty(y.shape, np.float32))
     x_alias = np.zeros((1, 2, 2, 1), np.float32)
-    with pytest.raises(ValueError, match="out must not overlap x"):
+    with pytest.raises(ValueError, match="out must not share memory with x"):
         npool.max_pool2d(x_alias, 1, out=x_alias)
+
+
+def _overlapping_cases():
+    """(call, message) pairs where an output buffer overlaps an input or another output."""
+    xu = np.random.default_rng(0).integers(0, 255, (1, 6, 6, 8)).astype(np.uint8)
+    y2, am2 = npool.max_pool2d(xu, 2)
+    y3, am3 = npool.max_pool2d(xu, 3, 1, "same")
+    xf = np.random.default_rng(1).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    yf, amf = npool.max_pool2d(xf, 2)
+    big = np.zeros((2, 6, 6, 3), np.float32)
+    flat = np.random.default_rng(2).standard_normal(xf.size + yf.size).astype(np.float32)
+    x_in_flat = flat[:xf.size].reshape(xf.shape)
+    y_over_x_tail = flat[xf.size - 5:xf.size - 5 + yf.size].reshape(yf.shape)  # 5 shared
+    return [
+        # y written into the argmax's own offsets (both uint8, same shape)
+        (lambda: npool.max_pool2d(xu, 2, out=(am2.offsets, am2)), "out[0] must not share memory with out[1]"),
+        # x is the offsets buffer that the call writes
+        (lambda: npool.max_pool2d(am3.offsets, 3, 1, "same", out=(np.empty_like(y3), am3)),
+         "out[1] (the argmax offsets) must not share memory with x"),
+        # y written over x (a view of the same memory)
+        (lambda: npool.max_pool2d(x_in_flat, 2, out=y_over_x_tail), "out must not share memory with x"),
+        (lambda: npool.max_pool2d(x_in_flat, 2, out=(y_over_x_tail, amf)),
+         "out[0] must not share memory with x"),
+        # backward: dx over dy, dx over the offsets
+        (lambda: npool.max_pool2d_backward(big[:, :3, :3], amf, out=big),
+         "out must not share memory with dy"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_out_buffers_may_not_alias_inputs_or_each_other(index):
+    call, message = _overlapping_cases()[index]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()
+
+
+def test_backward_out_may_not_alias_the_argmax():
+    x = np.random.default_rng(0).integers(0, 255, (1, 4, 4, 2)).astype(np.uint8)
+    y, am = npool.max_pool2d(x, 1)  # offsets have x's shape and dtype (uint8)
+    before = am.offsets.copy()
+    with pytest.raises(ValueError, match="out must not share memory with argmax"):
+        npool.max_pool2d_backward(np.ones(y.shape, np.uint8), am, out=am.offsets)
+    assert_same_bits(am.offsets, before)  # nothing was written

@@ -9,6 +9,11 @@ import sys
 import threading
 
 import numpy as np
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+from helpers import same_bits  # noqa: E402
 
 import numba_pool as npool
 from numba_pool import _threading
@@ -33,7 +38,7 @@ def expected(seed):
 
 
 def same(a, b):
-    return all(np.array_equal(u, v) for u, v in zip(a, b))
+    return all(same_bits(u, v) for u, v in zip(a, b))
 
 
 def child(seed):

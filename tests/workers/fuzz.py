@@ -10,6 +10,11 @@ usage: python fuzz.py MAX_EXAMPLES SEED
 import sys
 
 import numpy as np
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+from helpers import same_bits  # noqa: E402
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -104,11 +109,7 @@ def outcome(fn, *args, **kwargs):
         return "error", type(exc)
 
 
-def same_array(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+same_array = same_bits  # bit patterns: -0.0 != +0.0, NaN == same NaN, dtype checked
 
 
 @given(x=arrays(), pool=int_param, strides=mostly(st.none(), int_param, 5), padding=padding,
