@@ -23,7 +23,9 @@ test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.bench-installed
-	$(PY) bench/report.py
+	$(PY) bench/report.py   # the fixed cases (pytest-benchmark) -> bench/results.md
+	$(PY) bench/grid.py     # the parameter grid, 1 and 2 threads -> bench/grid.md, grid.png
+	$(PY) bench/jit.py      # cold/warm first calls, compile time per family -> bench/jit.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .benchmarks bench/.raw

@@ -278,7 +278,7 @@ def _backward_interior(dy, off, dx, xr, yr, i, cstart, cia, cib, zero, store, KW
 
 @njit(inline="always")
 def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo, chi,
-                   dh, dw, kw, zero, cia, cib, cols_tiled, item_lo, item_hi, KW, SW, DW, NC, HALF):
+                   dh, dw, kw, zero, cia, cib, cols_tiled, item_lo, item_hi, KW, SW, DW, NC):
     """Write dx rows ``item_lo <= b * H + ih < item_hi``: contributions of
     every window covering the row, summed in window order."""
     WC = W * C
@@ -322,13 +322,8 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
                     for j in range(clo[ow], chi[ow]):
                         t = i * kw + j
                         db = U(xr + (cstart[ow] + j * dw) * C)
-                        if HALF:
-                            for c in range(Cu):
-                                if off[ob + c] == t:
-                                    _accumulate(dx, db + c, dy[ob + c], HALF)
-                        else:
-                            for c in range(Cu):
-                                dx[db + c] += dy[ob + c] if off[ob + c] == t else zero
+                        for c in range(Cu):
+                            dx[db + c] += dy[ob + c] if off[ob + c] == t else zero
                 continue
             # Few channels: columns left of, inside and right of the
             # interior, in this order so sums keep window order.
@@ -351,25 +346,26 @@ def _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cst
                         o = U(yr + ow * C + c)
                         j = np.int64(off[o]) - t0
                         if j >= j0 and j < j1:
-                            _accumulate(dx, U(xr + (cstart[ow] + j * dw) * C + c), dy[o], HALF)
+                            dx[U(xr + (cstart[ow] + j * dw) * C + c)] += dy[o]
 
 
 @functools.lru_cache(maxsize=None)
-def backward_kernels(KW: int, SW: int, DW: int, NC: int, HALF: int = 0):
-    """(serial, parallel) backward kernels.
+def backward_kernels(KW: int, SW: int, DW: int, NC: int):
+    """(serial, parallel) gather backward kernels, for windows that do not
+    overlap (each dx element receives at most one contribution, so float16
+    held in float32 needs no rounding).
 
     ``NC > 0``: exactly NC channels, window width KW, stride SW, dilation
     DW: output columns whose taps are all inside x are vectorised over
-    output columns.  ``NC == 0``: generic.  ``HALF``: float16 data held in
-    float32, every sum rounded to float16 (generic kernels only).
-    Constants as in :func:`forward_kernels`.
+    output columns.  ``NC == 0``: generic.  Constants as in
+    :func:`forward_kernels`.
     """
 
     @njit(**_OPTS)
     def serial(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo, chi, dh,
                dw, kw, zero, cia, cib, cols_tiled, nitems, nchunks):
         _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo,
-                       chi, dh, dw, kw, zero, cia, cib, cols_tiled, 0, nitems, KW, SW, DW, NC, HALF)
+                       chi, dh, dw, kw, zero, cia, cib, cols_tiled, 0, nitems, KW, SW, DW, NC)
 
     @njit(parallel=True, **_OPTS)
     def parallel(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart, clo, chi,
@@ -378,6 +374,114 @@ def backward_kernels(KW: int, SW: int, DW: int, NC: int, HALF: int = 0):
             _backward_rows(dy, off, dx, H, W, Ho, Wo, C, rstart, cover_lo, cover_hi, cstart,
                            clo, chi, dh, dw, kw, zero, cia, cib, cols_tiled,
                            chunk * nitems // nchunks, (chunk + 1) * nitems // nchunks,
-                           KW, SW, DW, NC, HALF)
+                           KW, SW, DW, NC)
+
+    return serial, parallel
+
+
+# --------------------------------------------------------------------------
+# Backward for overlapping windows: a scatter in window order.
+# --------------------------------------------------------------------------
+
+
+@njit(inline="always")
+def _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i, tap_j, delta,
+                     dh, dw, K, r0, r1, owa, owb, checked, HALF):
+    """Output columns [owa, owb) of one output row, channels [c0, c1).
+
+    ``xrow``: flat index of input (row of tap row 0, column 0, channel 0),
+    possibly negative in the padding.  ``checked``: test each winner's tap
+    against the valid ranges (windows touching padding); unchecked columns
+    only need ``t < K`` (every tap of theirs is inside x)."""
+    if C == 1:  # NCHW memory: one plane, no channel loop
+        for ow in range(owa, owb):
+            ob = U(ob0 + ow)
+            t = np.int64(off[ob])
+            if t < K:
+                if checked:
+                    i = tap_i[t]
+                    j = tap_j[t]
+                    if i < r0 or i >= r1 or j < clo[ow] or j >= chi[ow]:
+                        continue
+                _accumulate(dx, U(xrow + cstart[ow] + delta[t]), dy[ob], HALF)
+        return
+    for ow in range(owa, owb):
+        ob = ob0 + ow * C
+        j0 = clo[ow]
+        j1 = chi[ow]
+        base = xrow + cstart[ow] * C
+        for c in range(c0, c1):
+            t = np.int64(off[U(ob + c)])
+            if t < K:
+                if checked:
+                    i = tap_i[t]
+                    j = tap_j[t]
+                    if i < r0 or i >= r1 or j < j0 or j >= j1:
+                        continue
+                _accumulate(dx, U(base + delta[t] * C + c), dy[U(ob + c)], HALF)
+
+
+@njit(inline="always")
+def _scatter_image(dy, off, dx, b, c0, c1, H, W, Ho, Wo, C, rstart, rlo, rhi, cstart, clo, chi,
+                   tap_i, tap_j, delta, dh, dw, K, KH, cia, cib, HALF):
+    """dx of image ``b``, channels [c0, c1): zero, then add every dy element
+    to its winner, output positions in row-major order (PyTorch's order)."""
+    xb = b * H * W * C
+    zero = dx.dtype.type(0)
+    if c0 == 0 and c1 == C:
+        for q in range(U(H * W * C)):
+            dx[U(xb) + q] = zero
+    else:
+        for p in range(H * W):
+            for c in range(c0, c1):
+                dx[U(xb + p * C + c)] = zero
+    for oh in range(Ho):
+        r0 = rlo[oh]
+        r1 = rhi[oh]
+        ob0 = (b * Ho + oh) * Wo * C
+        xrow = xb + rstart[oh] * W * C
+        if r0 == 0 and r1 == KH and cib > cia:  # left edge, interior, right edge, in order
+            _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
+                             tap_j, delta, dh, dw, K, r0, r1, 0, cia, True, HALF)
+            _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
+                             tap_j, delta, dh, dw, K, r0, r1, cia, cib, False, HALF)
+            _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
+                             tap_j, delta, dh, dw, K, r0, r1, cib, Wo, True, HALF)
+        else:
+            _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
+                             tap_j, delta, dh, dw, K, r0, r1, 0, Wo, True, HALF)
+
+
+@functools.lru_cache(maxsize=None)
+def scatter_kernels(HALF: int):
+    """(serial, parallel) backward kernels for overlapping windows.
+
+    Each work item is one image (NCHW memory: one (n, c) plane, C = 1) or,
+    when there are fewer images than chunks, one block of an image's
+    channels: items never share a dx element, so there are no races, and
+    within an item the sums run in window order, as PyTorch's scatter does.
+    ``delta[t]`` is tap ``t``'s offset from tap 0 in input elements (of one
+    channel); ``tap_i``/``tap_j`` its row and column.  ``HALF``: float16 data
+    held in float32, every sum rounded to float16.
+    """
+
+    @njit(**_OPTS)
+    def serial(dy, off, dx, B, H, W, Ho, Wo, C, rstart, rlo, rhi, cstart, clo, chi, tap_i, tap_j,
+               delta, dh, dw, K, KH, cia, cib, nchunks):
+        for b in range(B):
+            _scatter_image(dy, off, dx, b, 0, C, H, W, Ho, Wo, C, rstart, rlo, rhi, cstart, clo,
+                           chi, tap_i, tap_j, delta, dh, dw, K, KH, cia, cib, HALF)
+
+    @njit(parallel=True, **_OPTS)
+    def parallel(dy, off, dx, B, H, W, Ho, Wo, C, rstart, rlo, rhi, cstart, clo, chi, tap_i,
+                 tap_j, delta, dh, dw, K, KH, cia, cib, nchunks):
+        # channel blocks of at least 16 channels when images are too few
+        blocks = max(1, min(C // 16, -(-nchunks // B)))
+        for item in prange(B * blocks):
+            b = item // blocks
+            k = item - b * blocks
+            _scatter_image(dy, off, dx, b, k * C // blocks, (k + 1) * C // blocks, H, W, Ho, Wo,
+                           C, rstart, rlo, rhi, cstart, clo, chi, tap_i, tap_j, delta, dh, dw, K,
+                           KH, cia, cib, HALF)
 
     return serial, parallel

@@ -62,6 +62,12 @@ class AxisGeometry:
     interior: tuple = field(repr=False, compare=False, default=(0, 0))
 
     @property
+    def overlapping(self) -> bool:
+        """Neighbouring windows' spans overlap (stride < dilated window), so an
+        input element can be the winner of several windows."""
+        return self.stride < (self.kernel - 1) * self.dilation + 1
+
+    @property
     def tiles_exactly(self) -> bool:
         """Windows cover every input position exactly once (stride = window, no
         dilation gaps, no padding, no remainder)."""

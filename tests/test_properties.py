@@ -182,3 +182,15 @@ def test_results_do_not_depend_on_thread_count():
     for y, dx in outs[1:]:
         assert_same_bits(y, outs[0][0])
         assert_same_bits(dx, outs[0][1])
+
+
+@given(cfg=pool_config(max_hw=7), c=st.integers(16, 70), dtype=st.sampled_from(FLOATS + [np.float16]),
+       data=st.data())
+def test_many_channels_few_images_match_reference(cfg, c, dtype, data):
+    """Few images, many channels: the parallel scatter splits each image's
+    channels into blocks (overlapping windows); every path bit for bit."""
+    (n, _, h, w), kwargs = cfg
+    kwargs = dict(kwargs, data_format="NHWC")
+    x = data.draw(layouts(data.draw(values((min(n, 2), c, h, w), dtype)), "NHWC"))
+    dy = make_input(data.draw(values(npool.max_pool2d(x, **kwargs)[0].shape, dtype)), "NCHW")
+    check_against_reference(x, kwargs, dy=dy)

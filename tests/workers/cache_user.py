@@ -12,8 +12,7 @@ _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
 from helpers import same_bits  # noqa: E402
 
 import numba_pool as npool
-from numba_pool import _kernels, reference
-from numba_pool.pooling import _backward_key, _forward_key
+from numba_pool import reference
 
 
 kernels = []  # the parallel kernels this process ran
@@ -25,9 +24,7 @@ for dtype in (np.float32, np.float64):
     assert same_bits(y, yr) and same_bits(am.offsets, amr.offsets)
     assert same_bits(dx, reference.max_pool2d_backward(np.ones_like(y), amr))
 
-    geom = am.geometry
-    kernels += [_kernels.forward_kernels(*_forward_key(geom, 3, np.dtype(dtype)))[1],
-                _kernels.backward_kernels(*_backward_key(geom, 3, np.dtype(dtype)))[1]]
+    kernels += [am._plan.fwd[1], am._plan.bwd[1]]  # the parallel kernels this call ran
 hits = misses = 0
 for kernel in set(kernels):
     stats = kernel.stats

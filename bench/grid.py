@@ -1,0 +1,257 @@
+"""Benchmark grid over the max_pool2d parameter space, numba_pool against PyTorch.
+
+Cells: layout (NCHW, NHWC) x window (2, 3, 5, 7, 3x2) x stride (1, 2, = window)
+x padding (none, half the window) x channels (1, 3, 64, 512) x dtype (float32,
+float64), at a realistic size (inputs of 10-50 MB) and a small size (< 1 MB).
+Each library runs in its own process per thread count (their thread pools
+disturb each other); every cell is timed as the median of several calls
+after one warm-up call.
+
+    python bench/grid.py                 # full grid, 1 and 2 threads -> bench/grid.md, grid.png
+    python bench/grid.py --quick         # a slice, for a smoke test
+    python bench/grid.py worker LIB THREADS OUT.json [--quick]   (internal)
+
+The report lists the worst cells (highest numba_pool / PyTorch time) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+WINDOWS = [2, 3, 5, 7, (3, 2)]
+CHANNELS = [1, 3, 64, 512]
+# (N, H=W) per channel count: ~16 MB of float32 (realistic) and ~0.4 MB (small)
+SIZES = {"realistic": {1: (16, 512), 3: (8, 384), 64: (8, 96), 512: (8, 32)},
+         "small": {1: (4, 160), 3: (2, 128), 64: (1, 40), 512: (1, 14)}}
+
+
+@dataclass(frozen=True)
+class Cell:
+    size: str
+    layout: str
+    window: object
+    stride: object
+    padding: object
+    channels: int
+    dtype: str
+
+    @property
+    def shape(self) -> tuple:
+        n, hw = SIZES[self.size][self.channels]
+        return (n, self.channels, hw, hw) if self.layout == "NCHW" else (n, hw, hw, self.channels)
+
+    @property
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def label(self) -> str:
+        w = "x".join(map(str, self.window)) if isinstance(self.window, tuple) else self.window
+        s = "x".join(map(str, self.stride)) if isinstance(self.stride, tuple) else self.stride
+        p = "x".join(map(str, self.padding)) if isinstance(self.padding, tuple) else self.padding
+        return (f"{self.layout} k{w} s{s} p{p} C{self.channels} {self.dtype} "
+                f"{'x'.join(map(str, self.shape))}")
+
+
+def cells(quick: bool = False) -> list[Cell]:
+    out = []
+    for size, layout, window, stride_kind, pad_kind, channels, dtype in itertools.product(
+            ("realistic", "small"), ("NCHW", "NHWC"), WINDOWS, ("1", "2", "window"),
+            ("none", "half"), CHANNELS, ("float32", "float64")):
+        pair = window if isinstance(window, tuple) else (window, window)
+        stride = window if stride_kind == "window" else int(stride_kind)
+        if stride_kind == "2" and pair == (2, 2):
+            continue  # same as stride = window
+        padding = 0 if pad_kind == "none" else tuple(k // 2 for k in pair)
+        out.append(Cell(size, layout, window, stride, padding, channels, dtype))
+    if quick:
+        out = [c for c in out if c.size == "small" and c.dtype == "float32"
+               and c.channels in (3, 64) and c.window in (3, (3, 2))]
+    return out
+
+
+def _median_ms(fn, rounds: int) -> float:
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def _prepare(lib: str, cell: Cell):
+    x = np.random.default_rng(0).standard_normal(cell.shape).astype(cell.dtype)
+    if lib == "numba_pool":
+        import numba_pool as npool
+
+        y, am = npool.max_pool2d(x, cell.window, cell.stride, cell.padding,
+                                 data_format=cell.layout)
+        dy = np.ones_like(y)
+        return (lambda: npool.max_pool2d(x, cell.window, cell.stride, cell.padding,
+                                         data_format=cell.layout),
+                lambda: npool.max_pool2d_backward(dy, am))
+    import torch
+
+    F = torch.nn.functional
+    xt = torch.from_numpy(x)
+    if cell.layout == "NHWC":
+        xt = xt.permute(0, 3, 1, 2)  # channels_last memory, as numba_pool's NHWC
+    xg = xt.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    args = (cell.window, cell.stride, cell.padding)
+    yt = F.max_pool2d(xg, *args)
+    g = torch.ones_like(yt)
+
+    def fwd():
+        with torch.no_grad():
+            return F.max_pool2d(xt, *args)
+
+    def bwd():
+        xg.grad = None
+        yt.backward(g, retain_graph=True)
+
+    return fwd, bwd
+
+
+def worker(lib: str, threads: int, out_path: str, quick: bool) -> None:
+    if lib == "numba_pool":
+        import numba
+
+        numba.set_num_threads(threads)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+    results = {}
+    todo = cells(quick)
+    for i, cell in enumerate(todo):
+        fwd, bwd = _prepare(lib, cell)
+        nbytes = np.prod(cell.shape) * np.dtype(cell.dtype).itemsize
+        rounds = 5 if nbytes > 4e6 else 15
+        results[cell.key] = {"fwd": _median_ms(fwd, rounds), "bwd": _median_ms(bwd, rounds)}
+        del fwd, bwd
+        if (i + 1) % 40 == 0:
+            print(f"  {lib} {threads} thread(s): {i + 1}/{len(todo)} cells", flush=True)
+    Path(out_path).write_text(json.dumps(results))
+
+
+def run_all(thread_list: list[int], quick: bool, raw: Path) -> dict:
+    raw.mkdir(exist_ok=True)
+    data = {}
+    for threads in thread_list:
+        for lib in ("numba_pool", "pytorch"):
+            out = raw / f"grid-{lib}-{threads}.json"
+            env = dict(os.environ, NUMBA_NUM_THREADS=str(max(thread_list)),
+                       OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+            cmd = [sys.executable, str(Path(__file__).resolve()), "worker", lib, str(threads),
+                   str(out)] + (["--quick"] if quick else [])
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env)
+            print(f"grid: {lib} at {threads} thread(s) done in {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+            data[(lib, threads)] = json.loads(out.read_text())
+    return data
+
+
+def ratios(data: dict, thread_list: list[int], quick: bool) -> list[dict]:
+    rows = []
+    for cell in cells(quick):
+        for threads in thread_list:
+            ours, theirs = data[("numba_pool", threads)][cell.key], data[("pytorch", threads)][cell.key]
+            for op in ("fwd", "bwd"):
+                rows.append(dict(cell=cell, threads=threads, op=op, ours=ours[op],
+                                 torch=theirs[op], ratio=ours[op] / theirs[op]))
+    return rows
+
+
+def heat_map(rows: list[dict], path: Path, thread_list: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(size, op) for size in ("realistic", "small") for op in ("fwd", "bwd")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 14), squeeze=False)
+    for ax, (size, op) in zip(axes[0], panels):
+        sel = [r for r in rows if r["cell"].size == size and r["op"] == op]
+        if not sel:
+            ax.set_axis_off()
+            continue
+        labels = sorted({r["cell"].label().rsplit(" ", 1)[0] for r in sel})
+        grid = np.full((len(labels), len(thread_list)), np.nan)
+        for r in sel:
+            grid[labels.index(r["cell"].label().rsplit(" ", 1)[0]),
+                 thread_list.index(r["threads"])] = np.log2(r["ratio"])
+        im = ax.imshow(grid, aspect="auto", cmap="RdYlGn_r", vmin=-4, vmax=4)
+        ax.set_title(f"{size} {op}: log2(numba_pool / PyTorch)")
+        ax.set_xticks(range(len(thread_list)), [f"{t} thr" for t in thread_list])
+        ax.set_yticks(range(len(labels)), labels, fontsize=3)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.5)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def report(rows: list[dict], thread_list: list[int], machine: str) -> str:
+    worst = sorted(rows, key=lambda r: -r["ratio"])
+    lines = [f"# Benchmark grid: numba_pool / PyTorch, {machine}", "",
+             f"{len(rows) // 2} cell x thread-count pairs, forward and backward; "
+             "median ms of 5 calls (15 below 4 MB) after a warm-up; each library in its own "
+             "process. Worst cells first.", ""]
+    for size in ("realistic", "small"):
+        sel = [r for r in worst if r["cell"].size == size]
+        if not sel:
+            continue
+        over = [r for r in sel if r["ratio"] > (0.5 if size == "realistic" else 1.0)]
+        lines += [f"## {size} size: worst 40 of {len(sel)} "
+                  f"({len(over)} above the target {'0.5' if size == 'realistic' else '1.0'}×)",
+                  "", "| cell | threads | op | numba_pool ms | PyTorch ms | ratio |",
+                  "|---|---|---|---|---|---|"]
+        for r in sel[:40]:
+            lines.append(f"| {r['cell'].label()} | {r['threads']} | {r['op']} | {r['ours']:.3f} "
+                         f"| {r['torch']:.3f} | {r['ratio']:.2f}× |")
+        ratios_ = np.array([r["ratio"] for r in sel])
+        lines += ["", f"Median ratio {np.median(ratios_):.2f}×, best {ratios_.min():.2f}×, "
+                  f"worst {ratios_.max():.2f}×.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "worker":
+        p = argparse.ArgumentParser()
+        p.add_argument("cmd"), p.add_argument("lib"), p.add_argument("threads", type=int)
+        p.add_argument("out"), p.add_argument("--quick", action="store_true")
+        a = p.parse_args(argv)
+        worker(a.lib, a.threads, a.out, a.quick)
+        return
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", default=os.environ.get("BENCH_THREAD_LIST", "1 2"))
+    p.add_argument("--out", default=str(HERE / "grid.md"))
+    a = p.parse_args(argv)
+    thread_list = [int(t) for t in a.threads.split()]
+    data = run_all(thread_list, a.quick, HERE / ".raw")
+    rows = ratios(data, thread_list, a.quick)
+    from report import cpu_model
+
+    machine = f"{cpu_model()}, {os.cpu_count()} cores"
+    Path(a.out).write_text(report(rows, thread_list, machine))
+    heat_map(rows, Path(a.out).with_suffix(".png"), thread_list)
+    print(f"wrote {a.out} and {Path(a.out).with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""JIT cost a user feels: cold (empty cache) and warm first calls, and compile
+time per kernel family; written to bench/jit.md by ``make bench``.
+
+Every measurement runs in a fresh process with its own NUMBA_CACHE_DIR:
+"cold" = empty cache (what a fresh install pays), "warm" = the cache the
+cold run filled (every later process).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+FIRST_CALL = """
+import sys, time
+t0 = time.perf_counter()
+import numpy as np, numba_pool as npool
+t1 = time.perf_counter()
+shape, k, s, p, fmt = {config}
+x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+y, am = npool.max_pool2d(x, k, s, p, data_format=fmt)
+t2 = time.perf_counter()
+npool.max_pool2d_backward(np.ones_like(y), am)
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+CONFIGS = {
+    "NHWC 8x32x32x16 k3 s2 p1": ((8, 32, 32, 16), 3, 2, 1, "NHWC"),
+    "NCHW 8x16x32x32 k2 s2": ((8, 16, 32, 32), 2, 2, 0, "NCHW"),
+    "NCHW 4x64x20x20 k5 s1 p2": ((4, 64, 20, 20), 5, 1, 2, "NCHW"),
+    "NHWC 128x28x28x3 k2 s2 (seed)": ((128, 28, 28, 3), 2, 2, 0, "NHWC"),
+}
+
+FAMILY = """
+import time
+t0 = time.perf_counter()
+from numba_pool import warmup
+t1 = time.perf_counter()
+print(warmup._compile_family("float32", {family!r}))
+"""
+
+
+def _run(code: str, cache: str) -> list[float]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONUNBUFFERED="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                         text=True).stdout.split()
+    return [float(v) for v in out]
+
+
+def measure() -> tuple[dict, dict]:
+    first_calls = {}
+    for name, config in CONFIGS.items():
+        with tempfile.TemporaryDirectory() as cache:
+            cold = _run(FIRST_CALL.format(config=config), cache)
+            warm = min((_run(FIRST_CALL.format(config=config), cache) for _ in range(3)),
+                       key=sum)
+        first_calls[name] = {"cold": cold, "warm": warm}
+    from numba_pool.warmup import FAMILIES
+
+    families = {}
+    for family in FAMILIES:
+        with tempfile.TemporaryDirectory() as cache:
+            families[family] = _run(FAMILY.format(family=family), cache)[0]
+    return first_calls, families
+
+
+def report(first_calls: dict, families: dict, machine: str) -> str:
+    lines = [f"# JIT cost ({machine}, float32)", "",
+             "First calls in a fresh process: import, first forward, first backward "
+             "(seconds). Cold: empty Numba cache; warm: the cache the cold run filled "
+             "(best of 3). Targets: cold forward + backward ≤ 3 s, warm total ≤ 0.5 s.", "",
+             "| configuration | cold import | cold fwd | cold bwd | cold fwd+bwd | warm total |",
+             "|---|---|---|---|---|---|"]
+    for name, r in first_calls.items():
+        c, w = r["cold"], r["warm"]
+        lines.append(f"| {name} | {c[0]:.2f} | {c[1]:.2f} | {c[2]:.2f} | {c[1] + c[2]:.2f} | "
+                     f"{sum(w):.2f} |")
+    lines += ["", "Compile time per kernel family (`python -m numba_pool warmup` compiles all of "
+              "them, serial and parallel builds, in parallel processes), one fresh process and "
+              "empty cache each:", "", "| family | seconds |", "|---|---|"]
+    lines += [f"| {f} | {s:.1f} |" for f, s in families.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from report import cpu_model
+
+    first_calls, families = measure()
+    text = report(first_calls, families, f"{cpu_model()}, {os.cpu_count()} cores")
+    (HERE / "jit.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Compile every kernel family into Numba's on-disk cache ahead of time.
+
+Kernels compile lazily, on the first call that needs them, and are cached on
+disk (``cache=True``).  A fresh install therefore pays a few seconds on the
+first call of each configuration family.  ``python -m numba_pool warmup``
+pays it once, at install or image-build time, compiling the families in
+parallel processes (compiles into one cache directory at once are safe).
+
+Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+__all__ = ["FAMILIES", "DEFAULT_DTYPES", "warmup"]
+
+DEFAULT_DTYPES = ("float32", "float64", "float16", "uint8")
+ALL_DTYPES = DEFAULT_DTYPES + ("int8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
+# Specialised (window-constant) kernels exist only for these (see pooling._forward_key).
+_SPECIALISED = ("float32", "float64", "float16")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call of max_pool2d (and its backward) on a small input."""
+
+    shape: tuple  # logical NHWC or NCHW shape
+    pool_size: object
+    strides: object
+    padding: object = 0
+    data_format: str = "NHWC"
+
+
+def _few_channel_calls(k: int) -> list[_Call]:
+    """Square k x k windows on 1-4 channels, strides 1, 2 and k."""
+    return [_Call((2, 9, 9, nc), k, s) for s in sorted({1, 2, k}) for nc in range(1, 5)]
+
+
+# family name -> calls that together compile every kernel of the family
+FAMILIES: dict[str, list[_Call]] = {
+    "forward, any window": [_Call((2, 9, 9, 6), (2, 3), (2, 3))],
+    "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
+    "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
+    "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
+    "backward, windows that tile the row": (
+        [_Call((2, 8, 8, 8), 2, 2), _Call((2, 8, 9, 2), (2, 3), (2, 3))]
+        + [_Call((2, 6, 6, nc), k, k) for k in (2, 3) for nc in range(1, 5)]),
+    "backward, overlapping windows": [_Call((2, 9, 9, 8), 3, 1, 1),
+                                      _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
+}
+
+
+def _families_for(dtype: str) -> list[str]:
+    if dtype in _SPECIALISED:
+        return list(FAMILIES)
+    return ["forward, any window", "backward, windows that tile the row",
+            "backward, overlapping windows"]
+
+
+def _compile_family(dtype: str, family: str) -> float:
+    """Run every call of ``family`` serially and in parallel; return seconds."""
+    from . import _threading
+    from .pooling import max_pool2d, max_pool2d_backward
+
+    start = time.perf_counter()
+    saved = _threading.PARALLEL_MIN_WORK
+    try:
+        for threshold in (2**62, 0):  # serial build, then parallel build
+            _threading.PARALLEL_MIN_WORK = threshold
+            for call in FAMILIES[family]:
+                x = np.zeros(call.shape, dtype)
+                y, argmax = max_pool2d(x, call.pool_size, call.strides, call.padding,
+                                       data_format=call.data_format)
+                max_pool2d_backward(np.ones_like(y), argmax)
+    finally:
+        _threading.PARALLEL_MIN_WORK = saved
+    return time.perf_counter() - start
+
+
+def warmup(dtypes: Iterable[str] = DEFAULT_DTYPES, jobs: int | None = None,
+           progress: Callable[[str], None] | None = print,
+           families: Iterable[str] | None = None) -> dict[tuple[str, str], float]:
+    """Compile every kernel family for ``dtypes`` into the on-disk cache.
+
+    Parameters
+    ----------
+    dtypes : iterable of str
+        NumPy dtype names; default float32, float64, float16 and uint8.
+    families : iterable of str, optional
+        Only the families whose name contains one of these words (see
+        :data:`FAMILIES`); default all.
+    jobs : int, optional
+        Parallel processes; default the number of CPUs.
+    progress : callable, optional
+        Called with one line per finished family (``None``: silent).
+
+    Returns
+    -------
+    dict
+        ``(dtype, family) -> seconds`` (near zero when the cache was warm).
+    """
+    dtypes = [np.dtype(d).name for d in dtypes]
+    for d in dtypes:
+        if d not in ALL_DTYPES:
+            raise ValueError(f"dtypes: {d!r} is not a dtype numba_pool pools "
+                             f"(one of {', '.join(ALL_DTYPES)})")
+    words = None if families is None else [w.lower() for w in families]
+    tasks = [(d, f) for d in dtypes for f in _families_for(d)
+             if words is None or any(w in f.lower() for w in words)]
+    if not tasks:
+        raise ValueError(f"families: none of {sorted(FAMILIES)} matches {families!r}")
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    timings: dict[tuple[str, str], float] = {}
+    # spawn: a forked child of a process that ran OpenMP threads is not safe
+    context = multiprocessing.get_context("spawn")
+    started = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_compile_family, d, f): (d, f) for d, f in tasks}
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            key = futures[future]
+            timings[key] = future.result()
+            if progress is not None:
+                progress(f"[{done:>2}/{len(tasks)}] {key[0]:<8} {key[1]:<40} "
+                         f"{timings[key]:6.1f} s")
+    if progress is not None:
+        progress(f"numba_pool warmup: {len(tasks)} kernel families compiled and cached in "
+                 f"{time.perf_counter() - started:.1f} s")
+    return timings

@@ -1,0 +1,70 @@
+"""python -m numba_pool warmup: compiles into the on-disk cache that later processes use."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from numba_pool.warmup import FAMILIES, warmup
+
+CHECK_CACHE = """
+import numpy as np, numba_pool as npool
+x = np.zeros((2, 9, 9, 8), np.int16)
+y, am = npool.max_pool2d(x, 3, 1, 1)
+npool.max_pool2d_backward(np.ones_like(y), am)
+kernels = [am._plan.fwd[0], am._plan.bwd[0]]  # serial builds (small input)
+print(sum(sum(k.stats.cache_hits.values()) for k in kernels),
+      sum(sum(k.stats.cache_misses.values()) for k in kernels))
+"""
+
+
+def test_warmup_fills_the_cache_for_later_processes(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "numba_pool", "warmup", "--dtypes", "int16",
+                           "--families", "overlapping", "--jobs", "1"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "[ 1/1] int16    backward, overlapping windows" in proc.stdout
+    assert "1 kernel families compiled and cached" in proc.stdout
+    assert any(tmp_path.rglob("*.nbi")), "nothing was written to the cache"
+    hits, misses = subprocess.run([sys.executable, "-c", CHECK_CACHE], capture_output=True,
+                                  text=True, env=env, check=True, timeout=300).stdout.split()
+    assert int(hits) == 2 and int(misses) == 0
+
+
+def test_warmup_errors():
+    with pytest.raises(ValueError, match="dtypes: 'complex64'"):
+        warmup(["complex64"], progress=None)
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        warmup(["float32"], jobs=0, progress=None)
+    with pytest.raises(ValueError, match="families: none of"):
+        warmup(["float32"], families=["nonexistent"], progress=None)
+    proc = subprocess.run([sys.executable, "-m", "numba_pool", "warmup", "--dtypes", "bool"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "invalid choice: 'bool'" in proc.stderr
+
+
+def test_cli_help_names_the_options():
+    proc = subprocess.run([sys.executable, "-m", "numba_pool", "warmup", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    for option in ("--dtypes", "--jobs", "--families"):
+        assert option in proc.stdout
+
+
+def test_families_cover_every_kernel_selection():
+    """Each family's calls land on the kernels its name promises."""
+    import numpy as np
+
+    from numba_pool.pooling import max_pool2d
+
+    for family, calls in FAMILIES.items():
+        for call in calls:
+            _, am = max_pool2d(np.zeros(call.shape, np.float32), call.pool_size, call.strides,
+                               call.padding, data_format=call.data_format)
+            scatter = am._plan.bwd[0].py_func.__qualname__.startswith("scatter_kernels")
+            if "overlapping" in family:
+                assert scatter, (family, call)
+            elif "tile" in family:
+                assert not scatter, (family, call)
