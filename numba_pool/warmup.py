@@ -50,19 +50,21 @@ FAMILIES: dict[str, list[_Call]] = {
     "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
     "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
     "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
-    "backward, windows that tile the row": (
-        [_Call((2, 8, 8, 8), 2, 2), _Call((2, 8, 9, 2), (2, 3), (2, 3))]
-        + [_Call((2, 6, 6, nc), k, k) for k in (2, 3) for nc in range(1, 5)]),
-    "backward, overlapping windows": [_Call((2, 9, 9, 8), 3, 1, 1),
-                                      _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
+    # windows that do not overlap, images of 64 KiB and more (smaller few-channel
+    # images take the scatter; pooling.SCATTER_MAX_IMAGE_BYTES)
+    "backward, gather (windows that do not overlap)": (
+        [_Call((1, 8, 8, 8), 2, 2), _Call((1, 256, 255, 2), (2, 3), (2, 3))]
+        + [_Call((1, 256, 255, nc), k, k) for k in (2, 3) for nc in range(1, 5)]),
+    "backward, scatter (overlapping windows, small images)": [
+        _Call((2, 9, 9, 8), 3, 1, 1), _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
 }
 
 
 def _families_for(dtype: str) -> list[str]:
     if dtype in _SPECIALISED:
         return list(FAMILIES)
-    return ["forward, any window", "backward, windows that tile the row",
-            "backward, overlapping windows"]
+    return ["forward, any window", "backward, gather (windows that do not overlap)",
+            "backward, scatter (overlapping windows, small images)"]
 
 
 def _compile_family(dtype: str, family: str) -> float:
