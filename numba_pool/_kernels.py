@@ -40,6 +40,7 @@ from numba import njit, prange
 _OPTS = dict(cache=True, nogil=True, error_model="numpy")
 
 U = np.uint64
+i64 = np.int64
 
 # Square windows with specialised kernels (see pooling._forward_key).
 SPECIAL_WINDOWS = (2, 3)
@@ -174,15 +175,16 @@ def _forward_rows(x, y, off, H, W, Ho, Wo, C, rstart, rlo, rhi, cstart, clo, chi
         if KH > 0 and rlo[oh] == 0 and rhi[oh] == KH and cib > cia:
             _forward_interior(x, y, off, xb + rstart[oh] * WC, yb, WC, C, dh, dw, cstart, cia,
                               cib, KH, KW, SW, DW, NC)
+            # int64 (not literal) arguments: one compiled generic kernel per dtype
             if cia > 0:
-                _forward_generic(x, y, off, xb, yb, WC, C, rstart[oh], 0, KH, dh, cstart,
-                                 clo, chi, dw, kw, 0, cia, colv, colt)
+                _forward_generic(x, y, off, xb, yb, WC, C, rstart[oh], i64(0), i64(KH), dh,
+                                 cstart, clo, chi, dw, kw, i64(0), cia, colv, colt)
             if cib < Wo:
-                _forward_generic(x, y, off, xb, yb, WC, C, rstart[oh], 0, KH, dh, cstart,
-                                 clo, chi, dw, kw, cib, Wo, colv, colt)
+                _forward_generic(x, y, off, xb, yb, WC, C, rstart[oh], i64(0), i64(KH), dh,
+                                 cstart, clo, chi, dw, kw, cib, i64(Wo), colv, colt)
         else:
             _forward_generic(x, y, off, xb, yb, WC, C, rstart[oh], rlo[oh], rhi[oh], dh,
-                             cstart, clo, chi, dw, kw, 0, Wo, colv, colt)
+                             cstart, clo, chi, dw, kw, i64(0), i64(Wo), colv, colt)
 
 
 @functools.lru_cache(maxsize=None)
@@ -440,16 +442,14 @@ def _scatter_image(dy, off, dx, b, c0, c1, H, W, Ho, Wo, C, rstart, rlo, rhi, cs
         r1 = rhi[oh]
         ob0 = (b * Ho + oh) * Wo * C
         xrow = xb + rstart[oh] * W * C
-        if r0 == 0 and r1 == KH and cib > cia:  # left edge, interior, right edge, in order
+        # A row whose windows are all inside x vertically: left edge, interior
+        # (no tap checks), right edge, in this order; any other row: checked.
+        full = r0 == 0 and r1 == KH and cib > cia
+        for part in range(3 if full else 1):
+            owa = 0 if part == 0 else (cia if part == 1 else cib)
+            owb = Wo if not full else (cia if part == 0 else (cib if part == 1 else Wo))
             _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
-                             tap_j, delta, dh, dw, K, r0, r1, 0, cia, True, HALF)
-            _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
-                             tap_j, delta, dh, dw, K, r0, r1, cia, cib, False, HALF)
-            _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
-                             tap_j, delta, dh, dw, K, r0, r1, cib, Wo, True, HALF)
-        else:
-            _scatter_columns(dy, off, dx, ob0, xrow, W, C, c0, c1, cstart, clo, chi, tap_i,
-                             tap_j, delta, dh, dw, K, r0, r1, 0, Wo, True, HALF)
+                             tap_j, delta, dh, dw, K, r0, r1, owa, owb, part != 1, HALF)
 
 
 @functools.lru_cache(maxsize=None)
