@@ -177,38 +177,60 @@ def ratios(data: dict, thread_list: list[int], quick: bool) -> list[dict]:
 
 
 def heat_map(rows: list[dict], path: Path, thread_list: list[int]) -> None:
+    """One panel per (size, op): rows = layout/window/stride/padding, columns =
+    channels x dtype x threads, colour = log2(numba_pool / PyTorch)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def row_label(c: Cell) -> str:
+        return " ".join(c.label().split()[:4])  # layout, window, stride, padding
+
+    def col_label(c: Cell, threads: int) -> str:
+        return f"C{c.channels} {c.dtype.replace('float', 'f')} {threads}t"
+
     panels = [(size, op) for size in ("realistic", "small") for op in ("fwd", "bwd")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 14), squeeze=False)
-    for ax, (size, op) in zip(axes[0], panels):
+    fig, axes = plt.subplots(2, 2, figsize=(18, 22), squeeze=False)
+    im = None
+    for ax, (size, op) in zip(axes.flat, panels):
         sel = [r for r in rows if r["cell"].size == size and r["op"] == op]
         if not sel:
             ax.set_axis_off()
             continue
-        labels = sorted({r["cell"].label().rsplit(" ", 1)[0] for r in sel})
-        grid = np.full((len(labels), len(thread_list)), np.nan)
+        rlabels = list(dict.fromkeys(row_label(r["cell"]) for r in sel))
+        clabels = sorted({col_label(r["cell"], r["threads"]) for r in sel},
+                         key=lambda s: (int(s.split()[0][1:]), s.split()[1], s.split()[2]))
+        grid = np.full((len(rlabels), len(clabels)), np.nan)
         for r in sel:
-            grid[labels.index(r["cell"].label().rsplit(" ", 1)[0]),
-                 thread_list.index(r["threads"])] = np.log2(r["ratio"])
-        im = ax.imshow(grid, aspect="auto", cmap="RdYlGn_r", vmin=-4, vmax=4)
-        ax.set_title(f"{size} {op}: log2(numba_pool / PyTorch)")
-        ax.set_xticks(range(len(thread_list)), [f"{t} thr" for t in thread_list])
-        ax.set_yticks(range(len(labels)), labels, fontsize=3)
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.5)
-    fig.savefig(path, dpi=150)
+            grid[rlabels.index(row_label(r["cell"])),
+                 clabels.index(col_label(r["cell"], r["threads"]))] = np.log2(r["ratio"])
+        im = ax.imshow(grid, aspect="auto", cmap="RdYlGn_r", vmin=-4, vmax=4,
+                       interpolation="nearest")
+        target = 0.5 if size == "realistic" else 1.0
+        ax.set_title(f"{size} size, {op}: log2(numba_pool / PyTorch); target {target}x")
+        ax.set_xticks(range(len(clabels)), clabels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(rlabels)), rlabels, fontsize=6)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.4, label="log2 ratio (green: faster)")
+    fig.savefig(path, dpi=70)
     plt.close(fig)
 
 
 def report(rows: list[dict], thread_list: list[int], machine: str) -> str:
     worst = sorted(rows, key=lambda r: -r["ratio"])
     lines = [f"# Benchmark grid: numba_pool / PyTorch, {machine}", "",
-             f"{len(rows) // 2} cell x thread-count pairs, forward and backward; "
-             "median ms of 5 calls (15 below 4 MB) after a warm-up; each library in its own "
-             "process. Worst cells first.", ""]
+             f"{len(rows)} measurements ({len(rows) // 4} cells x threads {thread_list} x "
+             "forward/backward); median ms of 5 calls (15 below 4 MB) after a warm-up; each "
+             "library in its own process. Worst cells first.", ""]
+    for size in ("realistic", "small"):
+        target = 0.5 if size == "realistic" else 1.0
+        for op in ("fwd", "bwd"):
+            sel = np.array([r["ratio"] for r in rows if r["cell"].size == size and r["op"] == op])
+            if sel.size:
+                lines.append(f"- {size} {op}: median {np.median(sel):.2f}×, worst {sel.max():.2f}×, "
+                             f"{(sel > target).sum()} of {sel.size} above {target}×")
+    lines.append("")
     for size in ("realistic", "small"):
         sel = [r for r in worst if r["cell"].size == size]
         if not sel:
@@ -241,9 +263,15 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", default=os.environ.get("BENCH_THREAD_LIST", "1 2"))
     p.add_argument("--out", default=str(HERE / "grid.md"))
+    p.add_argument("--from-raw", action="store_true",
+                   help="rewrite the report from the last run's bench/.raw files, timing nothing")
     a = p.parse_args(argv)
     thread_list = [int(t) for t in a.threads.split()]
-    data = run_all(thread_list, a.quick, HERE / ".raw")
+    if a.from_raw:
+        data = {(lib, t): json.loads((HERE / ".raw" / f"grid-{lib}-{t}.json").read_text())
+                for t in thread_list for lib in ("numba_pool", "pytorch")}
+    else:
+        data = run_all(thread_list, a.quick, HERE / ".raw")
     rows = ratios(data, thread_list, a.quick)
     from report import cpu_model
 
