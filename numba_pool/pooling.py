@@ -38,6 +38,11 @@ _KEY = object()
 # cache between its zeroing and scatter passes; measured 1.6-3x faster than
 # the gather there), larger ones the gather (each dx element written once).
 SCATTER_MAX_IMAGE_BYTES = 64 * 1024
+# ... and large windows, whose gather visits every dx element for one write in
+# `taps` (measured, 2 threads: k5 s5 / k7 s7 on 1-3 channels 2.2 -> 0.5 ms,
+# 1.5 -> 0.4 ms; with many channels the gather still wins up to 4x4 windows).
+SCATTER_MIN_TAPS_FEW_CHANNELS = 16
+SCATTER_MIN_TAPS = 25
 
 
 def offsets_dtype(window_elements: int) -> np.dtype:
@@ -240,8 +245,11 @@ class _Plan:
         # serial or parallel (bench/threshold.py measured the weights).
         touched = B * (h * w + 2 * ho * wo) * C
         self.fwd_work = touched * (1 if fkey[0] else 8)
+        few_channels = C < _kernels.VECTOR_MIN_CHANNELS
         small_image = h * w * C * self.cdtype.itemsize < SCATTER_MAX_IMAGE_BYTES
-        if r.overlapping or cl.overlapping or (C < _kernels.VECTOR_MIN_CHANNELS and small_image):
+        taps = geom.window_elements
+        if (r.overlapping or cl.overlapping or taps >= SCATTER_MIN_TAPS
+                or (few_channels and (small_image or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
             # Scatter in window order: the work is one pass over dy (and a
             # zeroing pass over dx), whatever the window size.
             taps = np.arange(geom.window_elements, dtype=np.int64)

@@ -4,7 +4,7 @@ import contextlib
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numba_pool as npool
@@ -194,3 +194,25 @@ def test_many_channels_few_images_match_reference(cfg, c, dtype, data):
     x = data.draw(layouts(data.draw(values((min(n, 2), c, h, w), dtype)), "NHWC"))
     dy = make_input(data.draw(values(npool.max_pool2d(x, **kwargs)[0].shape, dtype)), "NCHW")
     check_against_reference(x, kwargs, dy=dy)
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+def test_large_few_channel_images_match_reference(data):
+    """Images of 64 KiB and more with 1-4 channels and windows that do not
+    overlap take the gather kernels (the specialised few-channel ones for
+    2x2 and 3x3 windows); smaller ones the scatter."""
+    k = data.draw(st.sampled_from([2, 3, (2, 3), 4]))
+    pair = (k, k) if isinstance(k, int) else k
+    strides = tuple(p + data.draw(st.integers(0, 1)) for p in pair)
+    c = data.draw(st.integers(1, 4))
+    fmt = data.draw(st.sampled_from(["NHWC", "NCHW"]))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    h, w = data.draw(st.integers(128, 136)), data.draw(st.integers(128, 136))
+    padding = data.draw(st.sampled_from(["valid", "same", 0, 1]))
+    kwargs = dict(pool_size=k, strides=strides, padding=padding, data_format=fmt)
+    x = make_input(data.draw(values((1, c, h, w), dtype)), fmt)
+    _, am = npool.max_pool2d(x, **kwargs)
+    scatter = am._plan.bwd[0].py_func.__qualname__.startswith("scatter_kernels")
+    assert scatter == (k == 4 and c < 5)  # this test is about the gather
+    check_against_reference(x, kwargs)
