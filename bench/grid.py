@@ -103,26 +103,9 @@ def _prepare(lib: str, cell: Cell):
         return (lambda: npool.max_pool2d(x, cell.window, cell.stride, cell.padding,
                                          data_format=cell.layout),
                 lambda: npool.max_pool2d_backward(dy, am))
-    import torch
+    from impls import pytorch_callables
 
-    F = torch.nn.functional
-    xt = torch.from_numpy(x)
-    if cell.layout == "NHWC":
-        xt = xt.permute(0, 3, 1, 2)  # channels_last memory, as numba_pool's NHWC
-    xg = xt.detach().clone(memory_format=torch.preserve_format).requires_grad_()
-    args = (cell.window, cell.stride, cell.padding)
-    yt = F.max_pool2d(xg, *args)
-    g = torch.ones_like(yt)
-
-    def fwd():
-        with torch.no_grad():
-            return F.max_pool2d(xt, *args)
-
-    def bwd():
-        xg.grad = None
-        yt.backward(g, retain_graph=True)
-
-    return fwd, bwd
+    return pytorch_callables(x, cell.layout, cell.window, cell.stride, cell.padding)
 
 
 def worker(lib: str, threads: int, out_path: str, quick: bool) -> None:

@@ -71,6 +71,31 @@ def applies(impl: str, case: Case) -> bool:
     return True
 
 
+def pytorch_callables(x: np.ndarray, data_format: str, pool_size, strides, padding):
+    """(forward, backward) of PyTorch's max_pool2d on ``x``; NHWC data as a
+    channels-last tensor (the same memory), backward through autograd."""
+    import torch
+
+    F = torch.nn.functional
+    xt = torch.from_numpy(x)
+    if data_format == "NHWC":
+        xt = xt.permute(0, 3, 1, 2)  # NCHW view in channels-last memory
+    xg = xt.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    args = (pool_size, strides, padding)
+    yt = F.max_pool2d(xg, *args)
+    g = torch.ones_like(yt)
+
+    def fwd():
+        with torch.no_grad():
+            return F.max_pool2d(xt, *args)
+
+    def bwd():
+        xg.grad = None
+        yt.backward(g, retain_graph=True)
+
+    return fwd, bwd
+
+
 def prepare(impl: str, case: Case, x: np.ndarray):
     kw = case.kwargs
     if impl in ("numba_pool", "numba_pool out="):
@@ -94,24 +119,8 @@ def prepare(impl: str, case: Case, x: np.ndarray):
         fwd = lambda: seed_forward(x, S)  # noqa: E731
         bwd = lambda: seed_max_pool_naive_backward(dy, x, S)  # noqa: E731
     elif impl == "pytorch":
-        import torch
-
-        F = torch.nn.functional
-        xt = torch.from_numpy(x)
-        if case.data_format == "NHWC":
-            xt = xt.permute(0, 3, 1, 2)  # NCHW view in channels-last memory
-        xg = xt.detach().clone(memory_format=torch.preserve_format).requires_grad_()
-        args = (case.pool_size, case.strides, case.padding)
-        yt = F.max_pool2d(xg, *args)
-        g = torch.ones_like(yt)
-
-        def fwd():
-            with torch.no_grad():
-                return F.max_pool2d(xt, *args)
-
-        def bwd():
-            xg.grad = None
-            yt.backward(g, retain_graph=True)
+        fwd, bwd = pytorch_callables(x, case.data_format, case.pool_size, case.strides,
+                                     case.padding)
     elif impl == "tensorflow":
         import tensorflow as tf
 

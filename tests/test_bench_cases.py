@@ -36,7 +36,7 @@ def test_case_matches_reference(case):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case_matches_pytorch(case):
-    torch = pytest.importorskip("torch")
+    import torch  # a required dev dependency: missing, this test fails
     x = case.make_x(small=True)
     y, am = npool.max_pool2d(x, **case.kwargs)
     xt = torch.from_numpy(x if case.data_format == "NCHW" else x.transpose(0, 3, 1, 2))
@@ -70,3 +70,21 @@ def test_seed_loops_adapter_is_the_seed():
     dy = np.ones(y.shape, np.float32)
     assert_same_bits(seed_max_pool_naive_backward(dy, x, 2),
                                   npool.max_pool2d_backward(dy, am))
+
+
+def test_grid_cells_report_and_heat_map(tmp_path):
+    """bench/grid.py's grid, ratios, report and heat map on synthetic timings."""
+    import grid
+
+    cells = grid.cells()
+    assert len(cells) == len({c.key for c in cells}) == 896
+    assert {c.layout for c in cells} == {"NCHW", "NHWC"} and {c.channels for c in cells} == {1, 3, 64, 512}
+    fake = {(lib, t): {c.key: {"fwd": 1.0, "bwd": 2.0 if lib == "numba_pool" else 1.0}
+                       for c in cells}
+            for lib in ("numba_pool", "pytorch") for t in (1, 2)}
+    rows = grid.ratios(fake, [1, 2], quick=False)
+    text = grid.report(rows, [1, 2], "test machine")
+    assert "- realistic bwd: median 2.00×, worst 2.00×, 896 of 896 above 0.5×" in text
+    assert "- small fwd: median 1.00×, worst 1.00×, 0 of 896 above 1.0×" in text
+    grid.heat_map(rows, tmp_path / "grid.png", [1, 2])
+    assert (tmp_path / "grid.png").stat().st_size > 10_000
