@@ -206,14 +206,14 @@ bandwidth line of each table):
 - **Small inputs** (latency case, few microseconds) are bounded by Python call
   overhead (about 4 us per call, through a cached per-configuration plan),
   comparable to PyTorch's dispatcher: the forward ratio sits around 1.0x.
-- **Few-channel backward at one thread** (seed: 3 channels and 28-pixel rows;
-  nchw): the vectorised loop over output columns is short (14 outputs per row
-  on the seed case), so much of it runs in scalar remainders, while PyTorch
-  does a memset and 75 K scalar scatters.
-- **Cold JIT** compiles per dtype and window family (two parallel and two
-  serial kernels for the first forward + backward); on slower cores this
-  approaches the 10 s budget.  The on-disk cache removes it from every later
-  process.
+- **Few-channel backward** (seed: 3 channels, 28-pixel images; nchw): both
+  libraries now do the same work — zero `dx`, then one scattered addition per
+  window (numba_pool's scatter kernel) — so the ratio sits near 1.0x; the
+  remaining difference is per-call overhead on 0.07-0.15 ms calls.
+- **Cold JIT** compiles per dtype and window family (a forward and a backward
+  kernel, serial or parallel, for the first call); bench/jit.md has the times.
+  The on-disk cache removes it from every later process, and
+  `python -m numba_pool warmup` pays it once at install time.
 """
 
 
