@@ -31,6 +31,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from timing import median_ms  # noqa: E402
+
 WINDOWS = [2, 3, 5, 7, (3, 2)]
 CHANNELS = [1, 3, 64, 512]
 # (N, H=W) per channel count: ~16 MB of float32 (realistic) and ~0.4 MB (small)
@@ -82,16 +84,6 @@ def cells(quick: bool = False) -> list[Cell]:
     return out
 
 
-def _median_ms(fn, rounds: int) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
-
-
 def _prepare(lib: str, cell: Cell):
     x = np.random.default_rng(0).standard_normal(cell.shape).astype(cell.dtype)
     if lib == "numba_pool":
@@ -123,7 +115,7 @@ def worker(lib: str, threads: int, out_path: str, quick: bool) -> None:
         fwd, bwd = _prepare(lib, cell)
         nbytes = np.prod(cell.shape) * np.dtype(cell.dtype).itemsize
         rounds = 5 if nbytes > 4e6 else 15
-        results[cell.key] = {"fwd": _median_ms(fwd, rounds), "bwd": _median_ms(bwd, rounds)}
+        results[cell.key] = {"fwd": median_ms(fwd, rounds), "bwd": median_ms(bwd, rounds)}
         del fwd, bwd
         if (i + 1) % 40 == 0:
             print(f"  {lib} {threads} thread(s): {i + 1}/{len(todo)} cells", flush=True)

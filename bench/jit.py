@@ -38,10 +38,7 @@ CONFIGS = {
 }
 
 FAMILY = """
-import time
-t0 = time.perf_counter()
 from numba_pool import warmup
-t1 = time.perf_counter()
 print(warmup._compile_family("float32", {family!r}))
 """
 

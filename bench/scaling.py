@@ -11,9 +11,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
 
 CONFIGS = [
     ("ResNet stem NCHW 32x64x112x112 k3 s2 p1", (32, 64, 112, 112), 3, 2, 1, "NCHW"),
@@ -23,16 +25,6 @@ CONFIGS = [
     ("seed NHWC 128x28x28x3 k2 s2", (128, 28, 28, 3), 2, 2, 0, "NHWC"),
     ("VGG NCHW 32x64x56x56 k2 s2", (32, 64, 56, 56), 2, 2, 0, "NCHW"),
 ]
-
-
-def _median_ms(fn, rounds=15):
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
 
 
 def worker(lib: str, threads: int) -> dict:
@@ -47,7 +39,6 @@ def worker(lib: str, threads: int) -> dict:
         import torch
 
         torch.set_num_threads(threads)
-        F = torch.nn.functional
     for name, shape, k, s, p, fmt in CONFIGS:
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         if lib == "numba_pool":
@@ -56,11 +47,10 @@ def worker(lib: str, threads: int) -> dict:
             fwd = lambda: npool.max_pool2d(x, k, s, p, data_format=fmt)  # noqa: E731
             bwd = lambda: npool.max_pool2d_backward(dy, am)  # noqa: E731
         else:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             from impls import pytorch_callables
 
             fwd, bwd = pytorch_callables(x, fmt, k, s, p)
-        out[name] = (_median_ms(fwd), _median_ms(bwd))
+        out[name] = (median_ms(fwd, 15), median_ms(bwd, 15))
     return out
 
 

@@ -236,7 +236,7 @@ class _Plan:
         self.out_shape = _logical_shape(n, c, ho, wo, data_format)
         self.empty = B * h * w * C == 0 or B * ho * wo * C == 0
         r, cl = geom.rows, geom.cols
-        fkey, bkey = _forward_key(geom, C, self.cdtype), _backward_key(geom, C, self.cdtype)
+        fkey = _forward_key(geom, C, self.cdtype)
         self.fwd = _kernels.forward_kernels(*fkey)
         self.fwd_const = (h, w, ho, wo, C, r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi,
                           r.dilation, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
@@ -252,16 +252,18 @@ class _Plan:
                 or (few_channels and (small_image or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
             # Scatter in window order: the work is one pass over dy (and a
             # zeroing pass over dx), whatever the window size.
-            taps = np.arange(geom.window_elements, dtype=np.int64)
-            tap_i, tap_j = taps // cl.kernel, taps % cl.kernel
+            self.backward_kind = "scatter"
+            tap_i, tap_j = np.divmod(np.arange(taps, dtype=np.int64), cl.kernel)
             self.bwd = _kernels.scatter_kernels(int(self.dtype == np.float16))
             self.bwd_const = (B, h, w, ho, wo, C, r.start, r.lo, r.hi, cl.start, cl.lo, cl.hi,
                               tap_i, tap_j, tap_i * r.dilation * w + tap_j * cl.dilation,
-                              r.dilation, cl.dilation, geom.window_elements, r.kernel,
+                              r.dilation, cl.dilation, taps, r.kernel,
                               cl.interior[0], cl.interior[1])
             self.bwd_work = touched * 4
         else:
             # Gather over dx rows: vectorised, each element written once.
+            self.backward_kind = "gather"
+            bkey = _backward_key(geom, C, self.cdtype)
             narrow_cost = 4 if bkey[0] else 8
             self.bwd_work = touched * (1 if C >= _kernels.VECTOR_MIN_CHANNELS else narrow_cost)
             self.bwd = _kernels.backward_kernels(*bkey)
@@ -404,6 +406,16 @@ def _check_out(buf, name: str, shape, dtype, data_format: str, memory: str) -> n
     return _to_physical(buf, data_format, memory)
 
 
+def _intact_offsets(argmax: MaxPoolArgmax, plan: _Plan, name: str) -> np.ndarray:
+    """The argmax's physical offsets, or a ValueError if they no longer fit ``plan``
+    (kernels trust their shape, dtype and contiguity)."""
+    offp = argmax._offsets
+    if (type(offp) is not np.ndarray or offp.shape != plan.phys_out
+            or offp.dtype != plan.odtype or not offp.flags.c_contiguous):
+        raise ValueError(f"{name} is corrupted: its offsets no longer match its geometry")
+    return offp
+
+
 _TooHard = getattr(getattr(np, "exceptions", np), "TooHardError", Exception)
 
 
@@ -507,28 +519,24 @@ def max_pool2d(
         y_buf, arg_buf = out
     elif out is not None:
         y_buf = out
+    written = {}  # output buffers the caller gave, which must not overlap x or each other
     if y_buf is not None:
         yp_user = _check_out(y_buf, "out", y_shape, x.dtype, data_format, memory)
+        written["out[0]" if isinstance(out, tuple) else "out"] = y_buf
     if arg_buf is not None:
         if not isinstance(arg_buf, MaxPoolArgmax):
             raise TypeError("out[1] must be a MaxPoolArgmax returned by max_pool2d")
         if (arg_buf._geometry != geom or arg_buf._input_shape != x.shape
-                or arg_buf._data_format != data_format or arg_buf._memory != memory
-                or arg_buf._offsets.dtype != odtype):
+                or arg_buf._data_format != data_format or arg_buf._memory != memory):
             raise ValueError("out[1] was made for a different input shape or pooling configuration")
+        written["out[1] (the argmax offsets)"] = _intact_offsets(arg_buf, plan, "out[1]")
+    check_no_overlap(written, {"x": x})
+    if arg_buf is not None:
         offp = arg_buf._offsets
-        if type(offp) is not np.ndarray or offp.shape != phys_out_shape or not offp.flags.c_contiguous:
-            raise ValueError("out[1] is corrupted: its offsets no longer match its geometry")
-        written = {"out[1] (the argmax offsets)": offp}
-        if y_buf is not None:
-            written = {"out" if not isinstance(out, tuple) else "out[0]": y_buf, **written}
-        check_no_overlap(written, {"x": x})
         argmax = arg_buf
         argmax._dtype = x.dtype
         argmax._plan = plan
     else:
-        if y_buf is not None:
-            check_no_overlap({"out" if not isinstance(out, tuple) else "out[0]": y_buf}, {"x": x})
         offp = np.empty(phys_out_shape, odtype)
         argmax = MaxPoolArgmax(_KEY, offp, geom, x.shape, data_format, x.dtype, memory, plan)
 
@@ -584,9 +592,7 @@ def max_pool2d_backward(
     geom = argmax._geometry
     offp = argmax._offsets
     plan = argmax._plan or _plan(argmax._input_shape, dtype, geom, data_format, memory)
-    if (type(offp) is not np.ndarray or offp.shape != plan.phys_out
-            or offp.dtype != plan.odtype or not offp.flags.c_contiguous):
-        raise ValueError("argmax is corrupted: its offsets no longer match its geometry")
+    _intact_offsets(argmax, plan, "argmax")
 
     if (out is None and plan is not None and type(dy) is np.ndarray and dy.dtype == plan.cdtype
             and dy.dtype == dtype and dy.shape == plan.out_shape):
