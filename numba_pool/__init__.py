@@ -1,4 +1,5 @@
-"""numba_pool: Numba-JIT max pooling for NumPy, exact against PyTorch.
+"""numba_pool: Numba-JIT pooling for NumPy (max, average, adaptive, global,
+unpooling; 1-D, 2-D and 3-D), exact against PyTorch.
 
 >>> import numpy as np, numba_pool as npool
 >>> x = np.random.default_rng(0).standard_normal((8, 28, 28, 3), dtype=np.float32)
@@ -9,18 +10,103 @@
 """
 
 from . import reference
+from .avgpool import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool1d_backward,
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool3d,
+    adaptive_avg_pool3d_backward,
+    avg_pool1d,
+    avg_pool1d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    avg_pool3d,
+    avg_pool3d_backward,
+)
 from .geometry import PoolGeometry
-from .layer import MaxPool2D
-from .pooling import MaxPoolArgmax, max_pool2d, max_pool2d_backward
+from .layer import (
+    AdaptiveAvgPool1D,
+    AdaptiveAvgPool2D,
+    AdaptiveAvgPool3D,
+    AdaptiveMaxPool1D,
+    AdaptiveMaxPool2D,
+    AdaptiveMaxPool3D,
+    AvgPool1D,
+    AvgPool2D,
+    AvgPool3D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalAvgPool3D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    GlobalMaxPool3D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPool3D,
+)
+from .unpool import argmax_from_flat_indices, max_unpool1d, max_unpool2d, max_unpool3d
+from .maxpool import (
+    MaxPoolArgmax,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    adaptive_max_pool3d,
+    max_pool1d,
+    max_pool1d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    max_pool3d,
+    max_pool3d_backward,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveAvgPool1D",
+    "AdaptiveAvgPool2D",
+    "AdaptiveAvgPool3D",
+    "AdaptiveMaxPool1D",
+    "AdaptiveMaxPool2D",
+    "AdaptiveMaxPool3D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "AvgPool3D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPool3D",
+    "MaxPool1D",
     "MaxPool2D",
+    "MaxPool3D",
     "MaxPoolArgmax",
     "PoolGeometry",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool1d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool3d",
+    "adaptive_avg_pool3d_backward",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
+    "avg_pool1d",
+    "avg_pool1d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
+    "max_pool1d",
+    "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
     "reference",
+    "argmax_from_flat_indices",
+    "max_unpool1d",
+    "max_unpool2d",
+    "max_unpool3d",
     "__version__",
 ]

@@ -17,50 +17,67 @@ import numpy as np
 # Largest window side accepted: tap indices are stored as int32 in kernels.
 MAX_WINDOW_SIDE = 2**31 - 1
 
+# Accepted spellings of each rank's data formats -> canonical name.
 DATA_FORMATS = {
-    "NHWC": "NHWC",
-    "CHANNELS_LAST": "NHWC",
-    "NCHW": "NCHW",
-    "CHANNELS_FIRST": "NCHW",
+    1: {"NWC": "NWC", "NCW": "NCW"},
+    2: {"NHWC": "NHWC", "NCHW": "NCHW"},
+    3: {"NDHWC": "NDHWC", "NCDHW": "NCDHW"},
 }
+for _rank, (_last, _first) in ((1, ("NWC", "NCW")), (2, ("NHWC", "NCHW")), (3, ("NDHWC", "NCDHW"))):
+    DATA_FORMATS[_rank]["CHANNELS_LAST"] = _last
+    DATA_FORMATS[_rank]["CHANNELS_FIRST"] = _first
+del _rank, _last, _first
+
+_COUNT = {1: "an int", 2: "a pair of ints", 3: "a triple of ints"}
 
 
-def _as_int(value, name: str) -> int:
+def _as_int(value, name: str, rank: int = 2) -> int:
     """An int from an int-like scalar (not bool, not float)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        raise TypeError(f"{name} must be an int or {_COUNT[rank]}, got {value!r}")
     return operator.index(value)
 
 
-def int_pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
-    """Normalise an int or an (h, w) pair of ints, each ``>= minimum``."""
+def int_tuple(value, name: str, rank: int, *, minimum: int = 1) -> tuple:
+    """Normalise an int or one int per spatial axis, each ``>= minimum``."""
     if isinstance(value, np.ndarray):
         if value.ndim == 0:
             value = value.item() if value.dtype.kind in "iu" else value
         else:
             value = tuple(value.tolist())
     if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {len(value)} values")
-        pair = (_as_int(value[0], name), _as_int(value[1], name))
+        if len(value) != rank:
+            raise ValueError(f"{name} must be an int or {_COUNT[rank]}, got {len(value)} values")
+        out = tuple(_as_int(v, name, rank) for v in value)
     else:
-        v = _as_int(value, name)
-        pair = (v, v)
-    for v in pair:
+        out = (_as_int(value, name, rank),) * rank
+    for v in out:
         if v < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
         if v > MAX_WINDOW_SIDE:
             raise ValueError(f"{name} must be at most {MAX_WINDOW_SIDE}, got {value!r}")
-    return pair
+    return out
 
 
-def normalise_padding(padding, pool_size: tuple[int, int]):
-    """Return "valid", "same" or ((top, bottom), (left, right)).
+def int_pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
+    """Normalise an int or an (h, w) pair of ints, each ``>= minimum``."""
+    return int_tuple(value, name, 2, minimum=minimum)
 
-    Accepted forms: "valid"/"same" (any case); an int or (ph, pw) pair of
+
+_AXES = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def normalise_padding(padding, pool_size: tuple, rank: int = 2):
+    """Return "valid", "same" or one (before, after) pair per spatial axis.
+
+    Accepted forms: "valid"/"same" (any case); an int or one int per axis of
     symmetric paddings, each at most half the pool size (PyTorch's rule);
-    or ((top, bottom), (left, right)) of non-negative ints.
+    or one (before, after) pair of non-negative ints per axis (for 1-D also
+    a bare (before, after) pair).
     """
+    axes = _AXES[rank]
+    explicit_form = {1: "(before, after)", 2: "((top, bottom), (left, right))",
+                     3: "((front, back), (top, bottom), (left, right))"}[rank]
     if isinstance(padding, str):
         word = padding.lower()
         if word not in ("valid", "same"):
@@ -68,40 +85,46 @@ def normalise_padding(padding, pool_size: tuple[int, int]):
         return word
     if isinstance(padding, np.ndarray):
         padding = padding.tolist() if padding.ndim else padding.item()
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+    if (rank == 1 and isinstance(padding, (tuple, list)) and len(padding) == 2
+            and not any(isinstance(p, (tuple, list, np.ndarray)) for p in padding)):
+        padding = (tuple(padding),)  # 1-D: a bare (before, after) pair
+    if isinstance(padding, (tuple, list)) and len(padding) == rank and all(
         isinstance(p, (tuple, list, np.ndarray)) for p in padding
     ):
         out = []
-        for axis, pair in zip(("height", "width"), padding):
+        for axis, pair in zip(axes, padding):
             pair = tuple(pair.tolist() if isinstance(pair, np.ndarray) else pair)
             if len(pair) != 2:
                 raise ValueError(f"padding for the {axis} must be a (before, after) pair, got {pair!r}")
-            before, after = (_as_int(p, "padding") for p in pair)
+            before, after = (_as_int(p, "padding", rank) for p in pair)
             if before < 0 or after < 0:
                 raise ValueError(f"padding must be non-negative, got {padding!r}")
             out.append((before, after))
         return tuple(out)
     if isinstance(padding, (tuple, list)) and any(isinstance(p, (tuple, list)) for p in padding):
-        raise ValueError(f"padding must be ((top, bottom), (left, right)), got {padding!r}")
+        raise ValueError(f"padding must be {explicit_form} for explicit padding, got {padding!r}")
     if padding is None or isinstance(padding, (float, complex, bytes)):
         raise TypeError(f"padding must be 'valid', 'same', an int or pairs of ints, got {padding!r}")
-    ph, pw = int_pair(padding, "padding", minimum=0)
-    for p, k, axis in ((ph, pool_size[0], "height"), (pw, pool_size[1], "width")):
+    sym = int_tuple(padding, "padding", rank, minimum=0)
+    for p, k, axis in zip(sym, pool_size, axes):
         if p > k // 2:
             raise ValueError(
                 f"padding must be at most half the pool size ({axis}: padding {p}, pool_size {k}); "
-                "use ((top, bottom), (left, right)) for explicit asymmetric padding"
+                f"use {explicit_form} for explicit asymmetric padding"
             )
-    return ((ph, ph), (pw, pw))
+    return tuple((p, p) for p in sym)
 
 
-def normalise_data_format(data_format) -> str:
+def normalise_data_format(data_format, rank: int = 2) -> str:
+    names = [k for k in DATA_FORMATS[rank] if not k.startswith("CHANNELS")]
     if not isinstance(data_format, str):
-        raise TypeError(f"data_format must be a string ('NHWC' or 'NCHW'), got {data_format!r}")
+        raise TypeError(f"data_format must be a string ({names[0]!r} or {names[1]!r}), "
+                        f"got {data_format!r}")
     try:
-        return DATA_FORMATS[data_format.upper()]
+        return DATA_FORMATS[rank][data_format.upper()]
     except KeyError:
-        raise ValueError(f"data_format must be 'NHWC' or 'NCHW', got {data_format!r}") from None
+        raise ValueError(f"data_format must be {names[0]!r} or {names[1]!r} (or 'channels_last', "
+                         f"'channels_first') for {rank}-D pooling, got {data_format!r}") from None
 
 
 def normalise_bool(value, name: str) -> bool:
@@ -138,12 +161,13 @@ def as_input_array(x, name: str = "x") -> np.ndarray:
     return arr
 
 
-def check_input_shape(x: np.ndarray, data_format: str) -> None:
-    if x.ndim != 4:
+def check_input_shape(x: np.ndarray, data_format: str, rank: int = 2) -> None:
+    if x.ndim != rank + 2:
         raise ValueError(
-            f"x must be 4-D ({data_format}), got {x.ndim}-D with shape {x.shape}; "
+            f"x must be {rank + 2}-D ({data_format}), got {x.ndim}-D with shape {x.shape}; "
             "add batch/channel axes with x[None, ..., None]"
         )
-    h, w = (x.shape[1], x.shape[2]) if data_format == "NHWC" else (x.shape[2], x.shape[3])
-    if h == 0 or w == 0:
-        raise ValueError(f"x has zero-size spatial dimensions (height {h}, width {w})")
+    spatial = x.shape[1:-1] if data_format[-1] == "C" else x.shape[2:]
+    if 0 in spatial:
+        names = ", ".join(f"{a} {n}" for a, n in zip(_AXES[rank], spatial))
+        raise ValueError(f"x has zero-size spatial dimensions ({names})")

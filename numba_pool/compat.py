@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import int_pair
-from .pooling import MaxPoolArgmax, max_pool2d, max_pool2d_backward
+from .maxpool import MaxPoolArgmax, max_pool2d, max_pool2d_backward
 
 __all__ = ["MaxPoolingLayer", "max_pool_naive_backward"]
 

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["AxisGeometry", "PoolGeometry", "axis_geometry", "pool_geometry"]
+__all__ = ["AxisGeometry", "PoolGeometry", "adaptive_axis_geometry", "adaptive_geometry",
+           "axis_geometry", "pool_geometry", "AXIS_NAMES"]
+
+# Names of the spatial axes in error messages, by rank.
+AXIS_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class AxisGeometry:
     interior : (int, int)
         Output positions ``interior[0] <= o < interior[1]`` have every tap
         inside the input (a contiguous range; empty as (0, 0)).
+    adaptive : bool
+        Windows of PyTorch's adaptive pooling: output ``o`` covers
+        ``floor(o * size / out) <= p < ceil((o + 1) * size / out)``; ``kernel``
+        is the widest window, ``stride`` 0 (windows are not evenly spaced).
     """
 
     size: int
@@ -60,11 +68,32 @@ class AxisGeometry:
     cover_lo: np.ndarray = field(repr=False, compare=False)
     cover_hi: np.ndarray = field(repr=False, compare=False)
     interior: tuple = field(repr=False, compare=False, default=(0, 0))
+    adaptive: bool = False
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Number of taps of each output position that fall inside the input."""
+        return self.hi - self.lo
+
+    @property
+    def padded_counts(self) -> np.ndarray:
+        """Taps of each output position inside the padded input (PyTorch's
+        ``count_include_pad`` divisor factor: padding counts, the ceil_mode
+        overhang beyond it does not)."""
+        end = np.minimum(self.start + (self.kernel - 1) * self.dilation + 1,
+                         self.size + self.pad_after)
+        first = np.maximum(self.start, -self.pad_before)
+        # taps i with first <= start + i*d < end
+        lo = -((self.start - first) // self.dilation)
+        hi = -((self.start - end) // self.dilation)
+        return np.minimum(hi, self.kernel) - lo
 
     @property
     def overlapping(self) -> bool:
         """Neighbouring windows' spans overlap (stride < dilated window), so an
         input element can be the winner of several windows."""
+        if self.adaptive:
+            return bool(np.any(self.start[1:] < self.start[:-1] + self.hi[:-1]))
         return self.stride < (self.kernel - 1) * self.dilation + 1
 
     @property
@@ -72,7 +101,8 @@ class AxisGeometry:
         """Windows cover every input position exactly once (stride = window, no
         dilation gaps, no padding, no remainder)."""
         return (self.stride == self.kernel and self.dilation == 1 and self.pad_before == 0
-                and self.pad_after == 0 and self.out * self.kernel == self.size)
+                and self.pad_after == 0 and self.out * self.kernel == self.size
+                and not self.adaptive)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -167,62 +197,114 @@ def axis_geometry(
     )
 
 
+@functools.lru_cache(maxsize=512)
+def adaptive_axis_geometry(size: int, out: int, axis_name: str = "axis") -> AxisGeometry:
+    """Geometry of adaptive pooling along one axis (PyTorch's windows).
+
+    Output ``o`` covers input ``floor(o * size / out) <= p < ceil((o + 1) * size / out)``.
+    """
+    if out < 1:
+        raise ValueError(f"output_size: the {axis_name} output size must be >= 1, got {out}")
+    o = np.arange(out, dtype=np.int64)
+    start = (o * size) // out
+    end = -((-(o + 1) * size) // out)
+    length = end - start
+    kernel = int(length.max())
+    lo = np.zeros(out, np.int64)
+    hi = length
+    p = np.arange(size, dtype=np.int64)
+    # windows containing p: start[o] <= p < end[o]; both are non-decreasing in o
+    cover_lo = np.searchsorted(end, p, side="right")
+    cover_hi = np.searchsorted(start, p, side="right")
+    interior = (0, 0)  # windows differ in size: kernels check every tap
+    for arr in (start, lo, hi, cover_lo, cover_hi):
+        arr.flags.writeable = False
+    return AxisGeometry(size, kernel, 0, 1, 0, 0, out, start, lo, hi, cover_lo, cover_hi,
+                        interior, True)
+
+
 @dataclass(frozen=True)
 class PoolGeometry:
-    """Geometry of a 2-D pooling: one :class:`AxisGeometry` per spatial axis."""
+    """Geometry of a pooling: one :class:`AxisGeometry` per spatial axis
+    (depth, height, width; as many as the rank)."""
 
-    rows: AxisGeometry
-    cols: AxisGeometry
-
-    @property
-    def pool_size(self) -> tuple[int, int]:
-        return (self.rows.kernel, self.cols.kernel)
+    axes: tuple
 
     @property
-    def strides(self) -> tuple[int, int]:
-        return (self.rows.stride, self.cols.stride)
+    def rank(self) -> int:
+        return len(self.axes)
 
     @property
-    def dilation(self) -> tuple[int, int]:
-        return (self.rows.dilation, self.cols.dilation)
+    def rows(self) -> AxisGeometry:
+        """The height axis (2-D and 3-D)."""
+        return self.axes[-2]
 
     @property
-    def padding(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Resolved padding ``((top, bottom), (left, right))``."""
-        return (
-            (self.rows.pad_before, self.rows.pad_after),
-            (self.cols.pad_before, self.cols.pad_after),
-        )
+    def cols(self) -> AxisGeometry:
+        """The width axis (the last spatial axis)."""
+        return self.axes[-1]
 
     @property
-    def input_size(self) -> tuple[int, int]:
-        return (self.rows.size, self.cols.size)
+    def adaptive(self) -> bool:
+        return self.axes[0].adaptive
 
     @property
-    def output_size(self) -> tuple[int, int]:
-        return (self.rows.out, self.cols.out)
+    def pool_size(self) -> tuple:
+        return tuple(a.kernel for a in self.axes)
+
+    @property
+    def strides(self) -> tuple:
+        return tuple(a.stride for a in self.axes)
+
+    @property
+    def dilation(self) -> tuple:
+        return tuple(a.dilation for a in self.axes)
+
+    @property
+    def padding(self) -> tuple:
+        """Resolved padding, one ``(before, after)`` pair per axis."""
+        return tuple((a.pad_before, a.pad_after) for a in self.axes)
+
+    @property
+    def input_size(self) -> tuple:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def output_size(self) -> tuple:
+        return tuple(a.out for a in self.axes)
 
     @property
     def window_elements(self) -> int:
-        return self.rows.kernel * self.cols.kernel
+        return int(np.prod([a.kernel for a in self.axes]))
 
 
 def pool_geometry(
-    input_size: tuple[int, int],
-    pool_size: tuple[int, int],
-    strides: tuple[int, int],
-    dilation: tuple[int, int],
-    padding: str | tuple[tuple[int, int], tuple[int, int]],
+    input_size: tuple,
+    pool_size: tuple,
+    strides: tuple,
+    dilation: tuple,
+    padding,
     ceil_mode: bool,
 ) -> PoolGeometry:
-    """Geometry of a 2-D pooling from normalised parameters (see ``_validate``)."""
-    pads = (padding, padding) if isinstance(padding, str) else padding
-    names = ("height", "width")
-    rows, cols = (
+    """Geometry of a pooling from normalised parameters (see ``_validate``):
+    one entry per spatial axis; ``padding`` "valid", "same" or one
+    ``(before, after)`` pair per axis."""
+    rank = len(input_size)
+    pads = (padding,) * rank if isinstance(padding, str) else padding
+    names = AXIS_NAMES[rank]
+    return PoolGeometry(tuple(
         axis_geometry(
             int(input_size[a]), int(pool_size[a]), int(strides[a]), int(dilation[a]),
             pads[a], bool(ceil_mode), names[a],
         )
-        for a in range(2)
-    )
-    return PoolGeometry(rows, cols)
+        for a in range(rank)
+    ))
+
+
+def adaptive_geometry(input_size: tuple, output_size: tuple) -> PoolGeometry:
+    """Geometry of adaptive pooling: PyTorch's windows on every axis."""
+    names = AXIS_NAMES[len(input_size)]
+    return PoolGeometry(tuple(
+        adaptive_axis_geometry(int(n), int(o), names[a])
+        for a, (n, o) in enumerate(zip(input_size, output_size))
+    ))

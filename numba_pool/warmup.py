@@ -70,7 +70,7 @@ def _families_for(dtype: str) -> list[str]:
 def _compile_family(dtype: str, family: str) -> float:
     """Run every call of ``family`` serially and in parallel; return seconds."""
     from . import _threading
-    from .pooling import max_pool2d, max_pool2d_backward
+    from .maxpool import max_pool2d, max_pool2d_backward
 
     start = time.perf_counter()
     saved = _threading.PARALLEL_MIN_WORK

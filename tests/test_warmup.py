@@ -57,7 +57,7 @@ def test_families_cover_every_kernel_selection():
     """Each family's calls land on the kernels its name promises."""
     import numpy as np
 
-    from numba_pool.pooling import max_pool2d
+    from numba_pool.maxpool import max_pool2d
 
     for family, calls in FAMILIES.items():
         for call in calls:

@@ -1,0 +1,271 @@
+"""Plans: everything a call needs that depends only on its configuration.
+
+A plan is built once per (input shape, dtype, geometry, layout, memory) and
+cached, so repeated calls skip geometry, kernel selection and argument
+packing.  It knows the physical shapes, the compiled kernels and their
+constant arguments, and runs them (serially or in parallel, by the work
+estimate of :mod:`numba_pool._threading`).  One module for every rank and
+op family: ranks differ only in their row tables (:mod:`numba_pool._rows`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import _kernels, _threading
+from ._layout import CHANNELS_LAST, Layout, readonly
+from ._rows import row_tables
+from .geometry import PoolGeometry
+
+# Backward for windows that do not overlap: few-channel images smaller than
+# this (NCHW planes up to ~128x128 float32) use the scatter (they stay in
+# cache between its zeroing and scatter passes; measured 1.6-3x faster than
+# the gather there), larger ones the gather (each dx element written once).
+SCATTER_MAX_IMAGE_BYTES = 64 * 1024
+# ... and large windows, whose gather visits every dx element for one write in
+# `taps` (measured, 2 threads: k5 s5 / k7 s7 on 1-3 channels 2.2 -> 0.5 ms,
+# 1.5 -> 0.4 ms; with many channels the gather still wins up to 4x4 windows).
+SCATTER_MIN_TAPS_FEW_CHANNELS = 16
+SCATTER_MIN_TAPS = 25
+
+_SPECIAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def offsets_dtype(window_elements: int) -> np.dtype:
+    """Smallest unsigned dtype that holds every tap index of a window."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if window_elements <= np.iinfo(dt).max + 1:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float16 is held in float32 by the max kernels: exact for max, and the
+    backward rounds every sum to float16 where windows overlap (the only
+    place a sum has more than one term; ``_kernels.scatter_kernels``)."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+class Shapes:
+    """Logical and physical shapes of one configuration."""
+
+    def __init__(self, in_shape, geom: PoolGeometry, lay: Layout, memory: str):
+        n, c, spatial = lay.split(in_shape)
+        out_spatial = geom.output_size
+        self.lay, self.memory, self.geom = lay, memory, geom
+        self.in_shape = tuple(in_shape)
+        self.n, self.c = n, c
+        self.B, self.C = (n, c) if memory == CHANNELS_LAST else (n * c, 1)
+        self.phys_in = lay.physical_shape(n, c, spatial, memory)
+        self.phys_out = lay.physical_shape(n, c, out_spatial, memory)
+        self.out_shape = lay.join(n, c, out_spatial)
+        self.perm = lay.perm(memory)
+        self.empty = 0 in self.phys_in or 0 in self.phys_out
+
+    def physical(self, a: np.ndarray) -> np.ndarray:
+        """A logical array already in this memory layout, in physical order (a view)."""
+        return a if self.perm is None else a.transpose(self.perm)
+
+    def logical(self, phys: np.ndarray) -> np.ndarray:
+        """A physical result as the caller sees it."""
+        if self.perm is None:
+            return phys if self.memory == CHANNELS_LAST else phys.reshape(
+                self.lay.join(self.n, self.c, phys.shape[1:-1]))
+        return self.lay.to_logical(phys, self.n, self.c, self.memory)
+
+
+def _run(kernels, args, work: int) -> None:
+    if work < _threading.PARALLEL_MIN_WORK:  # skip a call layer
+        kernels[0](*args, 1)
+    else:
+        _threading.run(*kernels, args, work)
+
+
+def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
+    """Which specialised forward kernel fits (see ``_kernels.forward_kernels``).
+
+    Each key is compiled (and cached) separately, so only the common windows
+    (2 and 3 on every axis) on float32/float64 data are specialised: with
+    many channels for any stride/dilation, with 1-4 channels (channels-first
+    data, RGB images) for unit width dilation and width strides 1, 2 or k.
+    """
+    if geom.adaptive or dtype not in _SPECIAL_DTYPES:
+        return (0, 0, 0, 0, 0, 0)
+    k = geom.cols.kernel
+    if k not in _kernels.SPECIAL_WINDOWS or any(a.kernel != k for a in geom.axes):
+        return (0, 0, 0, 0, 0, 0)
+    kd = k if geom.rank == 3 else 1
+    kh = k if geom.rank >= 2 else 1
+    c = geom.cols
+    if channels >= _kernels.VECTOR_MIN_CHANNELS:
+        return (kd, kh, k, 0, 0, 0)
+    if c.dilation == 1 and c.stride in (1, 2, k):  # 1 to 4 channels
+        return (kd, kh, k, c.stride, 1, channels)
+    return (0, 0, 0, 0, 0, 0)
+
+
+def backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
+    """Which specialised gather backward kernel fits (see
+    ``_kernels.backward_kernels``): few channels (1 to 4: channels-first
+    data, RGB images), a common window tiling the width (stride = width, no
+    dilation).  Only for windows that do not overlap: overlapping windows
+    use the scatter kernels."""
+    c = geom.cols
+    if (channels < _kernels.VECTOR_MIN_CHANNELS and dtype in _SPECIAL_DTYPES
+            and c.kernel in _kernels.SPECIAL_WINDOWS and c.stride == c.kernel
+            and c.dilation == 1 and not c.adaptive):
+        return (c.kernel, c.stride, 1, channels)
+    return (0, 0, 0, 0)
+
+
+class MaxPlan(Shapes):
+    """Kernels and arguments of one max pooling configuration (forward and backward)."""
+
+    def __init__(self, in_shape, dtype, geom: PoolGeometry, lay: Layout, memory: str):
+        super().__init__(in_shape, geom, lay, memory)
+        self.dtype = np.dtype(dtype)
+        self.cdtype = compute_dtype(self.dtype)
+        self.odtype = offsets_dtype(geom.window_elements)
+        rows = row_tables(geom)
+        cl = geom.cols
+        B, C = self.B, self.C
+        W, Wo = cl.size, cl.out
+        fkey = forward_key(geom, C, self.cdtype)
+        self.fwd = _kernels.forward_kernels(*fkey)
+        self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.first, rows.full, rows.tap_ptr,
+                          rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start, cl.lo,
+                          cl.hi, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
+                          B * rows.R)
+        # Elements touched, weighted by the kernel's cost per element, decide
+        # serial or parallel (bench/threshold.py measured the weights).
+        touched = B * (rows.P * W + 2 * rows.R * Wo) * C
+        self.fwd_work = touched * (1 if fkey[2] else 8)
+        few_channels = C < _kernels.VECTOR_MIN_CHANNELS
+        small_image = rows.P * W * C * self.cdtype.itemsize < SCATTER_MAX_IMAGE_BYTES
+        taps = geom.window_elements
+        if (any(a.overlapping for a in geom.axes) or taps >= SCATTER_MIN_TAPS
+                or (few_channels and (small_image or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
+            # Scatter in output order: the work is one pass over dy (and a
+            # zeroing pass over dx), whatever the window size.
+            self.backward_kind = "scatter"
+            self.bwd = _kernels.scatter_kernels(int(self.dtype == np.float16),
+                                                int(geom.rank == 3))
+            self.bwd_const = self.scatter_const
+            self.bwd_work = touched * 4
+        else:
+            # Gather over dx rows: vectorised, each element written once.
+            self.backward_kind = "gather"
+            bkey = backward_key(geom, C, self.cdtype)
+            narrow_cost = 4 if bkey[0] else 8
+            self.bwd_work = touched * (1 if not few_channels else narrow_cost)
+            self.bwd = _kernels.backward_kernels(*bkey)
+            self.bwd_const = (rows.P, rows.R, W, Wo, C, rows.cover_ptr, rows.cover_out,
+                              rows.cover_rt, cl.start, cl.lo, cl.hi, cl.dilation, cl.kernel,
+                              self.cdtype.type(0), cl.interior[0], cl.interior[1],
+                              cl.tiles_exactly, B * rows.P)
+
+    @functools.cached_property
+    def scatter_const(self) -> tuple:
+        """Constant arguments of the scatter kernels (backward, unpooling)."""
+        geom, rows, cl = self.geom, row_tables(self.geom), self.geom.cols
+        W, taps = cl.size, geom.window_elements
+        tap_rt, tap_j = np.divmod(np.arange(taps, dtype=np.int64), cl.kernel)
+        tap_a, tap_i = np.divmod(tap_rt, rows.KH)
+        delta = rows.rel[tap_rt] * W + tap_j * cl.dilation
+        return (self.B, rows.P, rows.R, W, cl.out, self.C, rows.first, rows.full, rows.a_lo,
+                rows.a_hi, rows.i_lo, rows.i_hi, cl.start, cl.lo, cl.hi, tap_a, tap_i, tap_j,
+                delta, taps, cl.interior[0], cl.interior[1])
+
+    def unpool(self, yf, offp, outp) -> None:
+        """Write ``yf`` (flattened physical y) at the winners, zeros elsewhere."""
+        if not self.empty:
+            _run(_kernels.scatter_kernels(-1, int(self.geom.rank == 3)),
+                 (readonly(yf), readonly(offp.reshape(-1)), outp.reshape(-1))
+                 + self.scatter_const, self.fwd_work)
+
+    def forward(self, xf, yp, offp) -> None:
+        """Run the forward kernel: ``xf`` is x flattened in physical order."""
+        if not self.empty:
+            _run(self.fwd, (readonly(xf), yp.reshape(-1), offp.reshape(-1)) + self.fwd_const,
+                 self.fwd_work)
+
+    def backward(self, dyf, offp, dxp) -> None:
+        """Run the backward kernel: ``dyf`` is dy flattened in physical order."""
+        if not self.empty:
+            _run(self.bwd, (readonly(dyf), readonly(offp.reshape(-1)), dxp.reshape(-1))
+                 + self.bwd_const, self.bwd_work)
+
+
+@functools.lru_cache(maxsize=256)
+def max_plan(in_shape, dtype, geom, lay, memory) -> MaxPlan:
+    return MaxPlan(in_shape, dtype, geom, lay, memory)
+
+
+def avg_dtypes(dtype: np.dtype) -> tuple[np.dtype, np.dtype]:
+    """(compute dtype, result dtype) of average pooling: float16 computed in
+    float32, integers in and to float64 (as ``np.mean``)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        return np.dtype(np.float64), np.dtype(np.float64)
+    if dtype == np.float16:
+        return np.dtype(np.float32), dtype
+    return dtype, dtype
+
+
+class AvgPlan(Shapes):
+    """Kernels and arguments of one average pooling configuration."""
+
+    def __init__(self, in_shape, dtype, geom: PoolGeometry, lay: Layout, memory: str,
+                 count_include_pad: bool, divisor_override: int | None):
+        from . import _avg_kernels
+
+        super().__init__(in_shape, geom, lay, memory)
+        self.cdtype, self.rdtype = avg_dtypes(dtype)
+        rows = row_tables(geom)
+        cl = geom.cols
+        ct = self.cdtype.type
+        # ATen divides adaptive windows by each axis's length in turn (sum / kh / kw),
+        # except global pooling (every output size 1): one division by the volume.
+        self.sequential_division = geom.adaptive and any(a.out != 1 for a in geom.axes)
+        if self.sequential_division:
+            counts = [a.counts for a in geom.axes[:-1]]
+            counts = [np.ones(1, np.int64)] * (2 - len(counts)) + counts
+            ho = geom.axes[-2].out if geom.rank >= 2 else 1
+            rf1 = np.repeat(counts[0], ho) if geom.rank == 3 else np.ones(rows.R, np.int64)
+            rf2 = np.tile(counts[1], rows.R // len(counts[1])) if geom.rank >= 2 else \
+                np.ones(rows.R, np.int64)
+            cf = cl.counts
+        else:  # one division by the window's size
+            rf1 = rows.padded_count if count_include_pad else rows.count
+            rf2 = np.ones(rows.R, np.int64)
+            cf = cl.padded_counts if count_include_pad else cl.counts
+        rf1, rf2, cf = (np.ascontiguousarray(a, self.cdtype) for a in (rf1, rf2, cf))
+        override = ct(divisor_override or 0)
+        B, C, W, Wo = self.B, self.C, cl.size, cl.out
+        self.fwd = _avg_kernels.avg_forward_kernels()
+        self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, cl.start, cl.lo,
+                          cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
+                          cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
+                          B * rows.R)
+        self.bwd = _avg_kernels.avg_backward_kernels()
+        self.bwd_const = (rows.P, rows.R, W, Wo, C, rows.cover_ptr, rows.cover_out, cl.start,
+                          cl.lo, cl.hi, cl.dilation, rf1, rf2, cf, override,
+                          self.sequential_division, B * rows.P)
+        taps = geom.window_elements
+        self.fwd_work = B * rows.R * Wo * C * taps + B * rows.P * W * C
+        self.bwd_work = self.fwd_work
+
+    def forward(self, xf, yp) -> None:
+        if not self.empty:
+            _run(self.fwd, (readonly(xf), yp.reshape(-1)) + self.fwd_const, self.fwd_work)
+
+    def backward(self, dyf, dxp) -> None:
+        if not self.empty:
+            _run(self.bwd, (readonly(dyf), dxp.reshape(-1)) + self.bwd_const, self.bwd_work)
+
+
+@functools.lru_cache(maxsize=256)
+def avg_plan(in_shape, dtype, geom, lay, memory, count_include_pad, divisor_override) -> AvgPlan:
+    return AvgPlan(in_shape, dtype, geom, lay, memory, count_include_pad, divisor_override)

@@ -1,0 +1,293 @@
+"""Average pooling of every rank: :func:`avg_pool1d`, :func:`avg_pool2d`,
+:func:`avg_pool3d`, adaptive average pooling, and their backward passes.
+
+Same flow and engine as max pooling (validate -> geometry -> cached plan ->
+allocate -> kernel); the kernels are in :mod:`numba_pool._avg_kernels`.
+Results: float16 input is summed in float32 and rounded once; integer
+input gives float64 (as ``np.mean``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._layout import check_no_overlap, check_out, layout
+from ._plan import avg_dtypes, avg_plan
+from ._validate import as_input_array, normalise_bool, normalise_data_format
+from .geometry import PoolGeometry, adaptive_geometry, pool_geometry
+from .maxpool import Padding, IntOrTuple, normalise_output_size, prepare_input, resolve_parameters
+
+__all__ = [
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "avg_pool1d_backward", "avg_pool2d_backward",
+    "avg_pool3d_backward", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward",
+    "adaptive_avg_pool3d_backward",
+]
+
+
+def _avg_options(padding, count_include_pad, divisor_override) -> tuple[bool, int | None]:
+    """``count_include_pad=None``: True for explicit/integer padding (PyTorch's
+    default), False for "same" (TensorFlow's and Keras's behaviour)."""
+    if count_include_pad is None:
+        count_include_pad = not (isinstance(padding, str) and padding.lower() == "same")
+    count_include_pad = normalise_bool(count_include_pad, "count_include_pad")
+    if divisor_override is not None:
+        if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(
+                divisor_override, (int, np.integer)):
+            raise TypeError(f"divisor_override must be None or an int, got {divisor_override!r}")
+        if divisor_override < 1:
+            raise ValueError(f"divisor_override must be >= 1, got {divisor_override!r}")
+        if divisor_override > 2**24:
+            raise ValueError(f"divisor_override must be at most 2**24, got {divisor_override!r}")
+        divisor_override = int(divisor_override)
+    return count_include_pad, divisor_override
+
+
+def _forward(x, geom: PoolGeometry, lay, out, cip: bool, override):
+    memory = lay.memory_of(x) or lay.natural
+    plan = avg_plan(x.shape, x.dtype, geom, lay, memory, cip, override)
+    xp = lay.to_physical(x, memory).astype(plan.cdtype, copy=False)
+    if out is not None:
+        yp_user = check_out(out, "out", plan.out_shape, plan.rdtype, lay, memory)
+        check_no_overlap({"out": out}, {"x": x})
+    yp = yp_user if out is not None and plan.cdtype == plan.rdtype else np.empty(
+        plan.phys_out, plan.cdtype)
+    plan.forward(xp.reshape(-1), yp)
+    if out is not None:
+        if yp is not yp_user:
+            yp_user[...] = yp
+        return out
+    if yp.dtype != plan.rdtype:
+        yp = yp.astype(plan.rdtype)
+    return lay.to_logical(yp, plan.n, plan.c, memory)
+
+
+def _input_shape(input_shape, rank: int) -> tuple:
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != rank + 2:
+        raise ValueError(f"input_shape must be the {rank + 2}-D shape of x, got {input_shape!r}")
+    for n in input_shape:
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"input_shape must hold non-negative ints, got {input_shape!r}")
+    return tuple(int(n) for n in input_shape)
+
+
+def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override):
+    dy_in = dy
+    dy = as_input_array(dy, "dy")
+    n, c, _ = lay.split(input_shape)
+    y_shape = lay.join(n, c, geom.output_size)
+    if dy.shape != y_shape:
+        raise ValueError(f"dy has shape {dy.shape}, expected {y_shape} (the shape of y)")
+    memory = lay.memory_of(dy) or lay.natural
+    plan = avg_plan(tuple(input_shape), dy.dtype, geom, lay, memory, cip, override)
+    dyp = lay.to_physical(dy, memory).astype(plan.cdtype, copy=False)
+    if out is not None:
+        dxp_user = check_out(out, "out", plan.in_shape, plan.rdtype, lay, memory)
+        check_no_overlap({"out": out}, {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy})
+    dxp = dxp_user if out is not None and plan.cdtype == plan.rdtype else np.empty(
+        plan.phys_in, plan.cdtype)
+    plan.backward(dyp.reshape(-1), dxp)
+    if out is not None:
+        if dxp is not dxp_user:
+            dxp_user[...] = dxp
+        return out
+    if dxp.dtype != plan.rdtype:
+        dxp = dxp.astype(plan.rdtype)
+    return lay.to_logical(dxp, plan.n, plan.c, memory)
+
+
+def _avg_nd(rank, x, pool_size, strides, padding, dilation, ceil_mode, count_include_pad,
+            divisor_override, data_format, out):
+    pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
+        pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
+    cip, override = _avg_options(padding, count_include_pad, divisor_override)
+    x, lay, spatial = prepare_input(x, data_format, rank)
+    geom = pool_geometry(spatial, pool, stride, dil, pad, ceil_mode)
+    return _forward(x, geom, lay, out, cip, override)
+
+
+def _avg_backward_nd(rank, dy, input_shape, pool_size, strides, padding, dilation, ceil_mode,
+                     count_include_pad, divisor_override, data_format, out):
+    pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
+        pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
+    cip, override = _avg_options(padding, count_include_pad, divisor_override)
+    input_shape = _input_shape(input_shape, rank)
+    lay = layout(rank, data_format)
+    spatial = lay.split(input_shape)[2]
+    if 0 in spatial:
+        raise ValueError(f"input_shape has zero-size spatial dimensions: {input_shape}")
+    geom = pool_geometry(spatial, pool, stride, dil, pad, ceil_mode)
+    return _backward(dy, input_shape, geom, lay, out, cip, override)
+
+
+_AVG_DOC = """{rank}-D average pooling (PyTorch's divisor rules).
+
+    Parameters
+    ----------
+    x : array_like, {ndim}-D
+        Input in ``data_format`` layout; float or integer dtype.
+    pool_size, strides, padding, dilation, ceil_mode
+        As for :func:`numba_pool.max_pool{rank}d`.  Dilation is allowed.
+    count_include_pad : bool or None, default None
+        Whether padded positions count in the divisor (the ceil_mode
+        overhang beyond the padding never counts).  None: True for integer
+        or explicit padding (PyTorch's default), False for "same"
+        (TensorFlow's and Keras's behaviour).
+    divisor_override : int, optional
+        Divide every window's sum by this instead.
+    data_format : {{{formats}}}, default "{default}"
+    out : ndarray, optional
+        Buffer for ``y``.
+
+    Returns
+    -------
+    y : ndarray
+        dtype of ``x`` for floats (float16 summed in float32), float64 for
+        integers; each window's elements summed in row-major order from zero,
+        then divided once by the divisor (PyTorch's CPU order).
+    """
+
+_AVG_BACKWARD_DOC = """Gradient of :func:`avg_pool{rank}d` with respect to ``x``.
+
+    Parameters
+    ----------
+    dy : array_like
+        Gradient with respect to ``y``.
+    input_shape : tuple of int
+        Shape of ``x``.
+    pool_size, strides, padding, dilation, ceil_mode, count_include_pad, divisor_override, data_format
+        Those of the forward call.
+    out : ndarray, optional
+        Buffer for ``dx``.
+
+    Returns
+    -------
+    dx : ndarray
+        ``dy / divisor`` added to every tap of each window, output positions
+        in row-major order, starting from +0.
+    """
+
+_FMT = {1: dict(rank=1, ndim=3, formats='"NWC", "NCW"', default="NWC"),
+        2: dict(rank=2, ndim=4, formats='"NHWC", "NCHW"', default="NHWC"),
+        3: dict(rank=3, ndim=5, formats='"NDHWC", "NCDHW"', default="NDHWC")}
+
+
+def avg_pool1d(x, pool_size: IntOrTuple, strides: IntOrTuple | None = None,
+               padding: Padding = "valid", *, dilation: IntOrTuple = 1, ceil_mode: bool = False,
+               count_include_pad: bool | None = None, divisor_override: int | None = None,
+               data_format: str = "NWC", out=None) -> np.ndarray:
+    return _avg_nd(1, x, pool_size, strides, padding, dilation, ceil_mode, count_include_pad,
+                   divisor_override, data_format, out)
+
+
+def avg_pool2d(x, pool_size: IntOrTuple, strides: IntOrTuple | None = None,
+               padding: Padding = "valid", *, dilation: IntOrTuple = 1, ceil_mode: bool = False,
+               count_include_pad: bool | None = None, divisor_override: int | None = None,
+               data_format: str = "NHWC", out=None) -> np.ndarray:
+    return _avg_nd(2, x, pool_size, strides, padding, dilation, ceil_mode, count_include_pad,
+                   divisor_override, data_format, out)
+
+
+def avg_pool3d(x, pool_size: IntOrTuple, strides: IntOrTuple | None = None,
+               padding: Padding = "valid", *, dilation: IntOrTuple = 1, ceil_mode: bool = False,
+               count_include_pad: bool | None = None, divisor_override: int | None = None,
+               data_format: str = "NDHWC", out=None) -> np.ndarray:
+    return _avg_nd(3, x, pool_size, strides, padding, dilation, ceil_mode, count_include_pad,
+                   divisor_override, data_format, out)
+
+
+def avg_pool1d_backward(dy, input_shape, pool_size, strides=None, padding="valid", *,
+                        dilation=1, ceil_mode=False, count_include_pad=None,
+                        divisor_override=None, data_format="NWC", out=None) -> np.ndarray:
+    return _avg_backward_nd(1, dy, input_shape, pool_size, strides, padding, dilation, ceil_mode,
+                            count_include_pad, divisor_override, data_format, out)
+
+
+def avg_pool2d_backward(dy, input_shape, pool_size, strides=None, padding="valid", *,
+                        dilation=1, ceil_mode=False, count_include_pad=None,
+                        divisor_override=None, data_format="NHWC", out=None) -> np.ndarray:
+    return _avg_backward_nd(2, dy, input_shape, pool_size, strides, padding, dilation, ceil_mode,
+                            count_include_pad, divisor_override, data_format, out)
+
+
+def avg_pool3d_backward(dy, input_shape, pool_size, strides=None, padding="valid", *,
+                        dilation=1, ceil_mode=False, count_include_pad=None,
+                        divisor_override=None, data_format="NDHWC", out=None) -> np.ndarray:
+    return _avg_backward_nd(3, dy, input_shape, pool_size, strides, padding, dilation, ceil_mode,
+                            count_include_pad, divisor_override, data_format, out)
+
+
+def _adaptive_avg(rank, x, output_size, data_format, out):
+    x, lay, spatial = prepare_input(x, data_format, rank)
+    geom = adaptive_geometry(spatial, normalise_output_size(output_size, spatial, rank))
+    return _forward(x, geom, lay, out, False, None)
+
+
+def _adaptive_avg_backward(rank, dy, input_shape, data_format, out):
+    data_format = normalise_data_format(data_format, rank)
+    lay = layout(rank, data_format)
+    input_shape = _input_shape(input_shape, rank)
+    dy_arr = as_input_array(dy, "dy")
+    if dy_arr.ndim != rank + 2:
+        raise ValueError(f"dy must be {rank + 2}-D ({data_format}), got shape {dy_arr.shape}")
+    spatial = lay.split(input_shape)[2]
+    if 0 in spatial:
+        raise ValueError(f"input_shape has zero-size spatial dimensions: {input_shape}")
+    geom = adaptive_geometry(spatial, normalise_output_size(lay.split(dy_arr.shape)[2],
+                                                            spatial, rank))
+    return _backward(dy_arr, input_shape, geom, lay, out, False, None)
+
+
+_ADAPTIVE_DOC = """Adaptive {rank}-D average pooling (PyTorch's windows and divisions).
+
+    Output ``o`` of an axis of input size ``n`` and output size ``m`` averages
+    ``floor(o * n / m) <= p < ceil((o + 1) * n / m)``: the sum in row-major
+    order divided by each axis's window length in turn (ATen's
+    ``sum / kh / kw``).  ``output_size`` 1 is global average pooling.
+
+    Parameters
+    ----------
+    x : array_like, {ndim}-D
+    output_size : int or tuple
+        One int (or None: keep the input size) per spatial axis.
+    data_format : {{{formats}}}, default "{default}"
+    out : ndarray, optional
+
+    Returns
+    -------
+    y : ndarray
+    """
+
+
+def adaptive_avg_pool1d(x, output_size, *, data_format: str = "NWC", out=None) -> np.ndarray:
+    return _adaptive_avg(1, x, output_size, data_format, out)
+
+
+def adaptive_avg_pool2d(x, output_size, *, data_format: str = "NHWC", out=None) -> np.ndarray:
+    return _adaptive_avg(2, x, output_size, data_format, out)
+
+
+def adaptive_avg_pool3d(x, output_size, *, data_format: str = "NDHWC", out=None) -> np.ndarray:
+    return _adaptive_avg(3, x, output_size, data_format, out)
+
+
+def adaptive_avg_pool1d_backward(dy, input_shape, *, data_format: str = "NWC", out=None):
+    return _adaptive_avg_backward(1, dy, input_shape, data_format, out)
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape, *, data_format: str = "NHWC", out=None):
+    return _adaptive_avg_backward(2, dy, input_shape, data_format, out)
+
+
+def adaptive_avg_pool3d_backward(dy, input_shape, *, data_format: str = "NDHWC", out=None):
+    return _adaptive_avg_backward(3, dy, input_shape, data_format, out)
+
+
+for _rank in (1, 2, 3):
+    globals()[f"avg_pool{_rank}d"].__doc__ = _AVG_DOC.format(**_FMT[_rank])
+    globals()[f"avg_pool{_rank}d_backward"].__doc__ = _AVG_BACKWARD_DOC.format(rank=_rank)
+    globals()[f"adaptive_avg_pool{_rank}d"].__doc__ = _ADAPTIVE_DOC.format(**_FMT[_rank])
+    globals()[f"adaptive_avg_pool{_rank}d_backward"].__doc__ = (
+        f"Gradient of :func:`adaptive_avg_pool{_rank}d`: ``dy`` divided as the forward "
+        "divides, added to every tap of its window in output order.")
+del _rank

@@ -1,0 +1,155 @@
+"""Max unpooling and PyTorch index interop.
+
+:func:`max_unpool2d` (and 1-D/3-D) places ``y``'s values at the argmax
+positions of an array of the input's shape, zeros elsewhere: the scatter
+kernel of the max backward, assigning instead of adding.
+:func:`argmax_from_flat_indices` turns PyTorch's ``return_indices`` into a
+:class:`~numba_pool.MaxPoolArgmax`, so backward and unpooling accept them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._layout import check_no_overlap, check_out, layout
+from ._plan import max_plan
+from ._validate import as_input_array
+from .geometry import pool_geometry
+from .maxpool import (
+    MaxPoolArgmax,
+    _new_argmax,
+    argmax_plan,
+    check_argmax,
+    prepare_input,
+    resolve_parameters,
+)
+
+__all__ = ["argmax_from_flat_indices", "max_unpool1d", "max_unpool2d", "max_unpool3d"]
+
+
+def _unpool(y, argmax, out, rank):
+    check_argmax(argmax, rank, f"max_unpool{rank}d")
+    plan = argmax_plan(argmax)
+    y_in = y
+    y = as_input_array(y, "y")
+    if y.shape != plan.out_shape:
+        raise ValueError(f"y has shape {y.shape}, expected {plan.out_shape} (the argmax's output)")
+    lay, memory = plan.lay, plan.memory
+    kdtype = np.dtype(np.float32) if y.dtype == np.float16 else y.dtype
+    yp = lay.to_physical(y, memory).astype(kdtype, copy=False)
+    if out is not None:
+        outp_user = check_out(out, "out", plan.in_shape, y.dtype, lay, memory)
+        check_no_overlap({"out": out}, {"y": y_in if isinstance(y_in, np.ndarray) else y,
+                                        "argmax (its offsets)": argmax._offsets})
+    outp = outp_user if out is not None and kdtype == y.dtype else np.empty(plan.phys_in,
+                                                                              kdtype)
+    plan.unpool(yp.reshape(-1), argmax._offsets, outp)
+    if out is not None:
+        if outp is not outp_user:
+            outp_user[...] = outp
+        return out
+    if outp.dtype != y.dtype:
+        outp = outp.astype(y.dtype)
+    return lay.to_logical(outp, plan.n, plan.c, memory)
+
+
+_DOC = """Max unpooling ({rank}-D): the inverse placement of :func:`max_pool{rank}d`.
+
+    Parameters
+    ----------
+    y : array_like
+        Values shaped like the pooled output (usually the forward's ``y``).
+    argmax : MaxPoolArgmax
+        From :func:`max_pool{rank}d`, :func:`adaptive_max_pool{rank}d` or
+        :func:`argmax_from_flat_indices`.
+    out : ndarray, optional
+        Buffer of x's shape and y's dtype.
+
+    Returns
+    -------
+    ndarray
+        Shape of the pooled input, dtype of ``y``: each ``y`` value at its
+        window's winner, zeros elsewhere.  An element that won several
+        (overlapping) windows receives its value once: the last such
+        window's, in output order (all equal when ``y`` is the forward's
+        result), as PyTorch's ``max_unpool`` does with the same indices.
+    """
+
+
+def max_unpool1d(y, argmax: MaxPoolArgmax, *, out=None) -> np.ndarray:
+    return _unpool(y, argmax, out, 1)
+
+
+def max_unpool2d(y, argmax: MaxPoolArgmax, *, out=None) -> np.ndarray:
+    return _unpool(y, argmax, out, 2)
+
+
+def max_unpool3d(y, argmax: MaxPoolArgmax, *, out=None) -> np.ndarray:
+    return _unpool(y, argmax, out, 3)
+
+
+for _rank in (1, 2, 3):
+    globals()[f"max_unpool{_rank}d"].__doc__ = _DOC.format(rank=_rank)
+del _rank
+
+
+def argmax_from_flat_indices(indices, input_shape, pool_size, strides=None, padding="valid", *,
+                             dilation=1, ceil_mode=False, data_format="NHWC",
+                             dtype=np.float32) -> MaxPoolArgmax:
+    """A :class:`MaxPoolArgmax` from PyTorch-style indices.
+
+    Parameters
+    ----------
+    indices : array_like of int
+        Shaped like ``y`` in ``data_format``; each the flat position of the
+        window's winner inside its (n, c) spatial volume (PyTorch's
+        ``return_indices``, and :meth:`MaxPoolArgmax.flat_indices`).
+    input_shape : tuple of int
+        Shape of ``x`` in ``data_format``; its rank gives the pooling's rank.
+    pool_size, strides, padding, dilation, ceil_mode, data_format
+        The pooling's parameters, as for :func:`numba_pool.max_pool2d` & co.
+    dtype : dtype, default float32
+        dtype of ``x`` (and of the gradient backward will return).
+
+    Raises
+    ------
+    ValueError
+        If an index does not name an element of its own window inside x.
+    """
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) not in (3, 4, 5):
+        raise ValueError(f"input_shape must be the 3-, 4- or 5-D shape of x, got {input_shape!r}")
+    rank = len(input_shape) - 2
+    pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
+        pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
+    x_like = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), tuple(input_shape),
+                                             (0,) * len(input_shape))
+    _, lay, spatial = prepare_input(x_like, data_format, rank)
+    dtype = np.dtype(dtype)
+    geom = pool_geometry(spatial, pool, stride, dil, pad, ceil_mode)
+    plan = max_plan(tuple(int(n) for n in input_shape), dtype, geom, lay, lay.natural)
+    idx = as_input_array(indices, "indices")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+    if idx.shape != plan.out_shape:
+        raise ValueError(f"indices has shape {idx.shape}, expected {plan.out_shape} (the shape "
+                         "of y)")
+    idx = idx.astype(np.int64)
+    first_spatial = 1 if lay.channels_last else 2
+    coords = np.unravel_index(np.clip(idx, 0, int(np.prod(spatial)) - 1), spatial)
+    inside = (idx >= 0) & (idx < int(np.prod(spatial)))
+    tap = np.zeros(idx.shape, np.int64)
+    for k, (axis, coord) in enumerate(zip(geom.axes, coords)):
+        shape = [1] * idx.ndim
+        shape[first_spatial + k] = -1
+        rel = coord - axis.start.reshape(shape)
+        i, rem = np.divmod(rel, axis.dilation)
+        inside &= (rem == 0) & (i >= axis.lo.reshape(shape)) & (i < axis.hi.reshape(shape))
+        tap = tap * axis.kernel + i
+    if not inside.all():
+        bad = tuple(int(v) for v in np.argwhere(~inside)[0])
+        raise ValueError(f"indices: index {int(idx[bad])} at position {bad} does not lie in its "
+                         "window")
+    offp = lay.to_physical(tap.astype(plan.odtype), plan.memory)
+    if not offp.flags.owndata:
+        offp = offp.copy()
+    return _new_argmax(np.ascontiguousarray(offp), plan, dtype)

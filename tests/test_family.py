@@ -1,0 +1,296 @@
+"""The pooling family (1-D/3-D max, average, adaptive, global, unpooling, index
+interop) against numba_pool.reference, bit for bit, over hypothesis-drawn
+configurations of every rank and both layouts; serial and parallel kernels."""
+
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import numba_pool as npool
+from numba_pool import _threading, reference
+from helpers import assert_same_bits
+
+FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
+MAX_SIDE = {1: 12, 2: 8, 3: 5}
+
+
+@contextlib.contextmanager
+def threshold(work):
+    old = _threading.PARALLEL_MIN_WORK
+    _threading.PARALLEL_MIN_WORK = work
+    try:
+        yield
+    finally:
+        _threading.PARALLEL_MIN_WORK = old
+
+
+def both_ways(fn):
+    """fn() run with the serial and with the parallel kernels; both results."""
+    out = []
+    for work in (2**62, 0):
+        with threshold(work):
+            out.append(fn())
+    return out
+
+
+@st.composite
+def padding_for(draw, pool, rank):
+    kind = draw(st.sampled_from(["valid", "same", "int", "tuple", "explicit"]))
+    if kind in ("valid", "same"):
+        return kind
+    if kind == "int":
+        return draw(st.integers(0, min(pool) // 2))
+    if kind == "tuple":
+        return tuple(draw(st.integers(0, k // 2)) for k in pool)
+    return tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(rank))
+
+
+@st.composite
+def nd_config(draw, rank, max_pool=3):
+    """(logical x shape, kwargs) of a max/avg pooling the reference accepts."""
+    pool = tuple(draw(st.integers(1, max_pool)) for _ in range(rank))
+    strides = draw(st.one_of(st.none(), st.tuples(*[st.integers(1, 3)] * rank)))
+    dilation = draw(st.one_of(st.just(1), st.tuples(*[st.integers(1, 2)] * rank)))
+    padding = draw(padding_for(pool, rank))
+    ceil_mode = draw(st.booleans())
+    fmt = draw(st.sampled_from(FORMATS[rank]))
+    n, c = draw(st.integers(0, 2)), draw(st.integers(1, 6))
+    spatial = tuple(draw(st.integers(1, MAX_SIDE[rank])) for _ in range(rank))
+    shape = (n,) + spatial + (c,) if fmt[-1] == "C" else (n, c) + spatial
+    kwargs = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
+                  ceil_mode=ceil_mode, data_format=fmt)
+    try:
+        getattr(reference, f"max_pool{rank}d")(np.zeros((1,) + spatial + (1,)), **dict(
+            kwargs, data_format=FORMATS[rank][0]))
+    except ValueError:
+        assume(False)
+    return shape, kwargs
+
+
+def data_for(shape, dtype, seed, style):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(0, 4, shape).astype(dtype)
+    if style == "ties":
+        return rng.integers(-2, 3, shape).astype(dtype)
+    a = rng.standard_normal(shape).astype(dtype)
+    if style == "special" and a.size:
+        mask = rng.random(shape) < 0.2
+        a[mask] = rng.choice(np.array([np.nan, np.inf, -np.inf, -0.0], dtype), int(mask.sum()))
+    return a
+
+
+def other_memory(x, fmt):
+    """x with the same logical shape, held in the other layout's memory."""
+    r = x.ndim - 2
+    if fmt[-1] == "C":
+        to, back = (0, r + 1) + tuple(range(1, r + 1)), (0,) + tuple(range(2, r + 2)) + (1,)
+    else:
+        to, back = (0,) + tuple(range(2, r + 2)) + (1,), (0, r + 1) + tuple(range(1, r + 1))
+    return np.ascontiguousarray(x.transpose(to)).transpose(back)
+
+
+styles = st.sampled_from(["ties", "normal", "special"])
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_max_pool_every_rank_matches_reference(rank, data):
+    shape, kw = data.draw(nd_config(rank))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16, np.int16]))
+    x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    if data.draw(st.booleans()):
+        x = other_memory(x, kw["data_format"])
+    fwd = getattr(npool, f"max_pool{rank}d")
+    bwd = getattr(npool, f"max_pool{rank}d_backward")
+    (y, am), (y2, am2) = both_ways(lambda: fwd(x, **kw))
+    yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
+    assert_same_bits(y, yr, "y")
+    assert_same_bits(y2, yr, "parallel y")
+    assert_same_bits(am.offsets, amr.offsets, "offsets")
+    assert_same_bits(am2.offsets, amr.offsets, "parallel offsets")
+    assert_same_bits(am.flat_indices(), amr.flat_indices(), "flat indices")
+    dy = data_for(y.shape, dtype, 1, data.draw(styles))
+    dxr = getattr(reference, f"max_pool{rank}d_backward")(dy, amr)
+    for dx in both_ways(lambda: bwd(dy, am)):
+        assert_same_bits(dx, dxr, "dx")
+    for u in both_ways(lambda: getattr(npool, f"max_unpool{rank}d")(y, am)):
+        assert_same_bits(u, getattr(reference, f"max_unpool{rank}d")(yr, amr), "unpool")
+    # PyTorch-style indices back to an argmax: the same offsets
+    back = npool.argmax_from_flat_indices(am.flat_indices(), x.shape, dtype=dtype, **kw)
+    assert_same_bits(back.offsets, am.offsets, "offsets from flat indices")
+
+
+@st.composite
+def adaptive_config(draw, rank):
+    fmt = draw(st.sampled_from(FORMATS[rank]))
+    n, c = draw(st.integers(0, 2)), draw(st.integers(1, 6))
+    spatial = tuple(draw(st.integers(1, MAX_SIDE[rank] + 3)) for _ in range(rank))
+    out = tuple(draw(st.one_of(st.none(), st.integers(1, s + 2))) for s in spatial)
+    if draw(st.booleans()):
+        out = draw(st.integers(1, 4))
+    shape = (n,) + spatial + (c,) if fmt[-1] == "C" else (n, c) + spatial
+    return shape, out, fmt
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_adaptive_pooling_matches_reference(rank, data):
+    shape, out, fmt = data.draw(adaptive_config(rank))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    (y, am), (y2, _) = both_ways(lambda: getattr(npool, f"adaptive_max_pool{rank}d")(
+        x, out, data_format=fmt))
+    yr, amr = getattr(reference, f"adaptive_max_pool{rank}d")(x, out, data_format=fmt)
+    assert_same_bits(y, yr, "adaptive max y")
+    assert_same_bits(y2, yr, "parallel adaptive max y")
+    assert_same_bits(am.offsets, amr.offsets, "adaptive offsets")
+    assert_same_bits(am.flat_indices(), amr.flat_indices(), "adaptive flat indices")
+    dy = data_for(y.shape, dtype, 2, "normal")
+    dxr = getattr(reference, f"max_pool{rank}d_backward")(dy, amr)
+    for dx in both_ways(lambda: getattr(npool, f"max_pool{rank}d_backward")(dy, am)):
+        assert_same_bits(dx, dxr, "adaptive max dx")
+
+    ya = getattr(reference, f"adaptive_avg_pool{rank}d")(x, out, data_format=fmt)
+    for y in both_ways(lambda: getattr(npool, f"adaptive_avg_pool{rank}d")(x, out,
+                                                                            data_format=fmt)):
+        assert_same_bits(y, ya, "adaptive avg y")
+    dxr = getattr(reference, f"adaptive_avg_pool{rank}d_backward")(dy, x.shape, data_format=fmt)
+    for dx in both_ways(lambda: getattr(npool, f"adaptive_avg_pool{rank}d_backward")(
+            dy, x.shape, data_format=fmt)):
+        assert_same_bits(dx, dxr, "adaptive avg dx")
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_avg_pool_every_rank_matches_reference(rank, data):
+    shape, kw = data.draw(nd_config(rank))
+    kw["count_include_pad"] = data.draw(st.sampled_from([None, True, False]))
+    kw["divisor_override"] = data.draw(st.one_of(st.none(), st.integers(1, 7)))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16, np.int32, np.uint8]))
+    x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    if data.draw(st.booleans()):
+        x = other_memory(x, kw["data_format"])
+    yr = getattr(reference, f"avg_pool{rank}d")(x, **kw)
+    for y in both_ways(lambda: getattr(npool, f"avg_pool{rank}d")(x, **kw)):
+        assert_same_bits(y, yr, "avg y")
+    dy = data_for(yr.shape, yr.dtype, 3, data.draw(styles))
+    dxr = getattr(reference, f"avg_pool{rank}d_backward")(dy, x.shape, **kw)
+    for dx in both_ways(lambda: getattr(npool, f"avg_pool{rank}d_backward")(dy, x.shape, **kw)):
+        assert_same_bits(dx, dxr, "avg dx")
+
+
+def test_avg_divisor_rules_by_hand():
+    """Worked by hand.  5 elements, k3 s2 p1 ceil_mode: windows [-1,2) [1,4) [3,6), the
+    padding is [-1] and [5]: include pad divides by 3, 3, 3; exclude by 2, 3, 2.
+    6 elements, k3 s2 p0 ceil_mode: windows [0,3) [2,5) [4,7), the last overhangs the
+    input without padding: the overhang never counts (divisors 3, 3, 2)."""
+    x = np.arange(1, 6, dtype=np.float64).reshape(1, 5, 1)
+    inc = npool.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=True)
+    exc = npool.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+    np.testing.assert_array_equal(inc[0, :, 0], [3 / 3, 9 / 3, 9 / 3])
+    np.testing.assert_array_equal(exc[0, :, 0], [3 / 2, 9 / 3, 9 / 2])
+    x6 = np.arange(1, 7, dtype=np.float64).reshape(1, 6, 1)
+    over = npool.avg_pool1d(x6, 3, 2, 0, ceil_mode=True, count_include_pad=True)
+    np.testing.assert_array_equal(over[0, :, 0], [6 / 3, 12 / 3, 11 / 2])
+    # "same" excludes padding by default (Keras), integers give float64
+    same = npool.avg_pool1d(np.array([[[1], [2], [3]]], np.int32), 2, 1, "same")
+    assert same.dtype == np.float64
+    np.testing.assert_array_equal(same[0, :, 0], [1.5, 2.5, 3.0])
+    assert npool.avg_pool1d(x, 2, divisor_override=1)[0, 0, 0] == 3.0
+
+
+def test_unpool_places_each_value_once():
+    x = np.array([[[0.], [5.], [1.], [0.]]])  # NWC; 5 wins windows 0 and 1 (k2 s1)
+    y, am = npool.max_pool1d(x, 2, 1)
+    u = npool.max_unpool1d(y, am)
+    np.testing.assert_array_equal(u[0, :, 0], [0, 5, 1, 0])
+    u2 = npool.max_unpool1d(np.array([[[7.], [9.], [2.]]]), am)  # last window's value wins
+    np.testing.assert_array_equal(u2[0, :, 0], [0, 9, 2, 0])
+
+
+def test_tf_indices_and_errors():
+    x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+    y, am = npool.max_pool2d(x, 2)
+    idx = am.tf_indices()
+    # the max of each window is its bottom-right element: (h, w) = (2i+1, 2j+1)
+    i, j = np.meshgrid(np.arange(2), np.arange(2), indexing="ij")
+    expect = ((2 * i + 1) * 4 + 2 * j + 1)[None, :, :, None] * 3 + np.arange(3)
+    np.testing.assert_array_equal(idx, np.broadcast_to(expect, idx.shape))
+    with_batch = am.tf_indices(include_batch_in_index=True)
+    np.testing.assert_array_equal(with_batch[1] - idx[1], 4 * 4 * 3)
+    with pytest.raises(ValueError, match="tf_indices"):
+        npool.max_pool2d(x, 2, data_format="NCHW")[1].tf_indices()
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: npool.max_pool1d(np.zeros((1, 4, 2)), 2, data_format="NHWC"), ValueError,
+     "data_format must be 'NWC' or 'NCW'"),
+    (lambda: npool.max_pool3d(np.zeros((1, 4, 4, 2)), 2), ValueError, "x must be 5-D"),
+    (lambda: npool.max_pool3d(np.zeros((1, 4, 4, 4, 2)), (2, 2)), ValueError,
+     "pool_size must be an int or a triple of ints"),
+    (lambda: npool.max_pool1d(np.zeros((1, 4, 2)), 2, padding=(2, 2, 1)), ValueError,
+     "padding must be an int"),
+    (lambda: npool.max_pool3d(np.zeros((1, 0, 4, 4, 2)), 2), ValueError, "zero-size"),
+    (lambda: npool.avg_pool2d(np.zeros((1, 4, 4, 2)), 2, count_include_pad="no"), TypeError,
+     "count_include_pad must be a bool"),
+    (lambda: npool.avg_pool2d(np.zeros((1, 4, 4, 2)), 2, divisor_override=0), ValueError,
+     "divisor_override must be >= 1"),
+    (lambda: npool.avg_pool2d(np.zeros((1, 4, 4, 2)), 2, divisor_override=2.0), TypeError,
+     "divisor_override must be None or an int"),
+    (lambda: npool.avg_pool2d_backward(np.zeros((1, 2, 2, 2)), (1, 4, 4), 2), ValueError,
+     "input_shape must be the 4-D shape"),
+    (lambda: npool.avg_pool2d_backward(np.zeros((1, 3, 2, 2)), (1, 4, 4, 2), 2), ValueError,
+     "dy has shape"),
+    (lambda: npool.adaptive_avg_pool2d(np.zeros((1, 4, 4, 2)), 0), ValueError,
+     "output_size must be >= 1"),
+    (lambda: npool.adaptive_max_pool2d(np.zeros((1, 4, 4, 2)), (2, 2, 2)), ValueError,
+     "output_size must be an int or 2 ints"),
+    (lambda: npool.adaptive_max_pool2d(np.zeros((1, 4, 4, 2)), None), TypeError,
+     "output_size must be an int"),
+    (lambda: npool.max_pool3d_backward(np.zeros((1, 2, 2, 2)), npool.max_pool2d(
+        np.zeros((1, 4, 4, 2)), 2)[1]), ValueError, "needs the argmax of a 3-D pooling"),
+    (lambda: npool.max_unpool2d(np.zeros((1, 3, 2, 2)), npool.max_pool2d(
+        np.zeros((1, 4, 4, 2)), 2)[1]), ValueError, "y has shape"),
+    (lambda: npool.argmax_from_flat_indices(np.full((1, 2, 2, 2), 15), (1, 4, 4, 2), 2),
+     ValueError, "does not lie in its window"),
+    (lambda: npool.argmax_from_flat_indices(np.zeros((1, 2, 2, 2)), (1, 4, 4, 2), 2), TypeError,
+     "indices must be integers"),
+    (lambda: npool.argmax_from_flat_indices(np.zeros((1, 3, 2, 2), int), (1, 4, 4, 2), 2),
+     ValueError, "indices has shape"),
+    (lambda: npool.AvgPool3D(2, padding=5), ValueError, "padding must be at most half"),
+    (lambda: npool.GlobalAvgPool2D(keepdims=1), TypeError, "keepdims must be a bool"),
+    (lambda: npool.MaxPool1D(2).backward(np.zeros((1, 2, 1))), ValueError,
+     "called before forward"),
+])
+def test_family_errors_name_the_parameter(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_layers_match_functions(rank):
+    fmt = FORMATS[rank][0]
+    x = np.random.default_rng(rank).standard_normal((2,) + (6,) * rank + (3,)).astype(np.float32)
+    checks = [
+        (getattr(npool, f"MaxPool{rank}D")(2), lambda: getattr(npool, f"max_pool{rank}d")(x, 2)[0]),
+        (getattr(npool, f"AvgPool{rank}D")(3, 2, 1), lambda: getattr(npool, f"avg_pool{rank}d")(
+            x, 3, 2, 1)),
+        (getattr(npool, f"AdaptiveMaxPool{rank}D")(4),
+         lambda: getattr(npool, f"adaptive_max_pool{rank}d")(x, 4)[0]),
+        (getattr(npool, f"AdaptiveAvgPool{rank}D")(4),
+         lambda: getattr(npool, f"adaptive_avg_pool{rank}d")(x, 4)),
+        (getattr(npool, f"GlobalMaxPool{rank}D")(),
+         lambda: x.max(axis=tuple(range(1, rank + 1)))),
+        (getattr(npool, f"GlobalAvgPool{rank}D")(keepdims=True),
+         lambda: getattr(npool, f"adaptive_avg_pool{rank}d")(x, 1)),
+    ]
+    for layer, expected in checks:
+        y = layer.forward(x)
+        assert_same_bits(y, expected(), repr(layer))
+        dx = layer.backward(np.ones_like(y))
+        assert dx.shape == x.shape and dx.dtype == x.dtype
+        assert fmt in repr(layer)
