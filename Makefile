@@ -26,6 +26,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) bench/report.py   # the fixed cases (pytest-benchmark) -> bench/results.md
 	$(PY) bench/grid.py     # the parameter grid, 1 and 2 threads -> bench/grid.md, grid.png
 	$(PY) bench/jit.py      # cold/warm first calls, compile time per family -> bench/jit.md
+	$(PY) bench/family.py   # 1-D/3-D, average, adaptive and global pooling vs PyTorch -> bench/family.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .benchmarks bench/.raw
