@@ -35,14 +35,50 @@ def _divide(s, r, ow, rf1, rf2, cf, override, adaptive):
     return s / (rf1[r] * cf[ow])
 
 
+PLANE_BLOCK = 16  # planes summed side by side by the whole-image forward
+
+
+@njit(inline="always")
+def _avg_whole_planes(x, y, V, rf1, rf2, cf, override, adaptive, item_lo, item_hi):
+    """Global pooling of single-channel planes (channels-first memory): every
+    plane summed in its own order (element by element, as every window is),
+    PLANE_BLOCK planes side by side so that LLVM vectorises across planes."""
+    acc = np.empty(PLANE_BLOCK, y.dtype)
+    zero = y.dtype.type(0)
+    Vu = U(V)
+    for b0 in range(item_lo, item_hi, PLANE_BLOCK):
+        n = min(PLANE_BLOCK, item_hi - b0)
+        for m in range(PLANE_BLOCK):
+            acc[m] = zero
+        base = U(b0) * Vu
+        if n == PLANE_BLOCK:
+            for q in range(Vu):
+                for m in range(PLANE_BLOCK):
+                    acc[m] += x[base + U(m) * Vu + q]
+        else:
+            for q in range(Vu):
+                for m in range(n):
+                    acc[m] += x[base + U(m) * Vu + q]
+        for m in range(n):
+            y[b0 + m] = _divide(acc[m], 0, 0, rf1, rf2, cf, override, adaptive)
+
+
 @njit(inline="always")
 def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-              rf1, rf2, cf, override, adaptive, item_lo, item_hi):
+              rf1, rf2, cf, override, adaptive, whole, item_lo, item_hi):
+    """Output rows ``item_lo <= b * R + r < item_hi``.  Each output sums into
+    its own accumulator, row taps in order and, within one, columns in
+    order: every window's row-major order.  One channel (channels-first
+    memory): the loops run over output columns, which LLVM vectorises."""
+    if whole and C == 1:
+        _avg_whole_planes(x, y, P * W, rf1, rf2, cf, override, adaptive, item_lo, item_hi)
+        return
     WC = W * C
     WoC = Wo * C
     acc = np.empty(WoC, y.dtype)
     zero = y.dtype.type(0)
     Cu = U(C)
+    has_interior = cib > cia
     for item in range(item_lo, item_hi):
         b = item // R
         r = item - b * R
@@ -52,56 +88,110 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
         for k in range(tap_ptr[r], tap_ptr[r + 1]):  # row taps in row-major order
             xr = xb + tap_row[k] * WC
             for part in range(2):  # columns touching the padding (or adaptive windows)
-                if cib > cia:
+                if has_interior:
                     owa, owb = (0, cia) if part == 0 else (cib, Wo)
                 else:
                     owa, owb = (0, Wo) if part == 0 else (Wo, Wo)
+                if C == 1:  # taps outer, columns inner: each column still in tap order
+                    for j in range(kw):
+                        for ow in range(owa, owb):
+                            if j >= clo[ow] and j < chi[ow]:
+                                acc[ow] += x[U(xr + cstart[ow] + j * dw)]
+                    continue
                 for ow in range(owa, owb):
                     ab = U(ow * C)
                     for j in range(clo[ow], chi[ow]):
                         xq = U(xr + (cstart[ow] + j * dw) * C)
                         for c in range(Cu):
                             acc[ab + c] += x[xq + c]
-            if cib > cia:  # interior columns: all kw taps, vectorised over columns
+            if has_interior:  # interior columns: all kw taps
                 base = xr + cstart[cia] * C
-                for j in range(kw):
-                    for ow in range(cia, cib):
-                        xq = U(base + ((ow - cia) * sw + j * dw) * C)
-                        ab = U(ow * C)
-                        for c in range(Cu):
-                            acc[ab + c] += x[xq + c]
+                if C == 1:
+                    n = U(cib - cia)
+                    a0 = U(cia)
+                    for j in range(kw):
+                        xs = U(base + j * dw)
+                        for m in range(n):
+                            acc[a0 + m] += x[xs + m * U(sw)]
+                else:
+                    for j in range(kw):
+                        for ow in range(cia, cib):
+                            xq = U(base + ((ow - cia) * sw + j * dw) * C)
+                            ab = U(ow * C)
+                            for c in range(Cu):
+                                acc[ab + c] += x[xq + c]
         yb = U(item * WoC)
-        for ow in range(Wo):
-            for c in range(C):
-                q = ow * C + c
-                y[yb + U(q)] = _divide(acc[q], r, ow, rf1, rf2, cf, override, adaptive)
+        if C == 1:
+            for ow in range(U(Wo)):
+                y[yb + ow] = _divide(acc[ow], r, ow, rf1, rf2, cf, override, adaptive)
+        else:
+            for ow in range(Wo):
+                for c in range(C):
+                    q = ow * C + c
+                    y[yb + U(q)] = _divide(acc[q], r, ow, rf1, rf2, cf, override, adaptive)
 
 
 @njit(inline="always")
-def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, rf1,
-                       rf2, cf, override, adaptive, item_lo, item_hi):
+def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw,
+                       sw, cia, cib, rf1, rf2, cf, override, adaptive, whole, item_lo, item_hi):
     """dx rows ``item_lo <= b * P + p < item_hi``: zero, then add the share
-    of every window reading the row, output rows (then columns) in order."""
+    of every window reading the row, output rows (then columns) in order.
+
+    One channel: taps are visited last to first and columns left to right
+    inside each tap, which is still column order for every dx element (a
+    later column reaches an element through an earlier tap) and lets LLVM
+    vectorise over columns."""
     WC = W * C
     WoC = Wo * C
     Cu = U(C)
     zero = dx.dtype.type(0)
+    share = np.empty(max(WoC, C), dx.dtype)
+    has_interior = cib > cia
     for item in range(item_lo, item_hi):
         b = item // P
         p = item - b * P
         xr = U(item * WC)
+        if whole:  # one window holds the whole image: every element gets its share once
+            yb = U(b * C)
+            for c in range(C):
+                share[c] = zero + _divide(dy[yb + U(c)], 0, 0, rf1, rf2, cf, override, adaptive)
+            for w in range(U(W)):
+                for c in range(Cu):
+                    dx[xr + w * Cu + c] = share[c]
+            continue
         for q in range(U(WC)):
             dx[xr + q] = zero
         for k in range(cover_ptr[p], cover_ptr[p + 1]):  # output rows in order
             r = cover_out[k]
-            yr = (b * R + r) * WoC
+            yr = U((b * R + r) * WoC)
             for ow in range(Wo):
-                ob = U(yr + ow * C)
-                for j in range(clo[ow], chi[ow]):
-                    xq = xr + U((cstart[ow] + j * dw) * C)
-                    for c in range(Cu):
-                        dx[xq + c] += _divide(dy[ob + c], r, ow, rf1, rf2, cf, override,
-                                              adaptive)
+                for c in range(C):
+                    q = ow * C + c
+                    share[q] = _divide(dy[yr + U(q)], r, ow, rf1, rf2, cf, override, adaptive)
+            if C == 1:
+                for j in range(kw - 1, -1, -1):
+                    for part in range(3):
+                        if part == 1:
+                            if has_interior:
+                                xs = xr + U(cstart[cia] + j * dw)
+                                a0 = U(cia)
+                                for m in range(U(cib - cia)):
+                                    dx[xs + m * U(sw)] += share[a0 + m]
+                            continue
+                        if has_interior:
+                            owa, owb = (0, cia) if part == 0 else (cib, Wo)
+                        else:
+                            owa, owb = (0, Wo) if part == 0 else (Wo, Wo)
+                        for ow in range(owa, owb):
+                            if j >= clo[ow] and j < chi[ow]:
+                                dx[xr + U(cstart[ow] + j * dw)] += share[ow]
+            else:
+                for ow in range(Wo):
+                    ab = U(ow * C)
+                    for j in range(clo[ow], chi[ow]):
+                        xq = xr + U((cstart[ow] + j * dw) * C)
+                        for c in range(Cu):
+                            dx[xq + c] += share[ab + c]
 
 
 @functools.lru_cache(maxsize=None)
@@ -110,16 +200,16 @@ def avg_forward_kernels():
 
     @njit(**_SERIAL_OPTS)
     def serial(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-               rf1, rf2, cf, override, adaptive, nitems, nchunks):
+               rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
         _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                  rf1, rf2, cf, override, adaptive, 0, nitems)
+                  rf1, rf2, cf, override, adaptive, whole, 0, nitems)
 
     @njit(parallel=True, **_OPTS)
     def parallel(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                 rf1, rf2, cf, override, adaptive, nitems, nchunks):
+                 rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
         for chunk in prange(nchunks):
             _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia,
-                      cib, rf1, rf2, cf, override, adaptive, chunk * nitems // nchunks,
+                      cib, rf1, rf2, cf, override, adaptive, whole, chunk * nitems // nchunks,
                       (chunk + 1) * nitems // nchunks)
 
     return serial, parallel
@@ -130,17 +220,17 @@ def avg_backward_kernels():
     """(serial, parallel) average pooling backward kernels (gather over dx rows)."""
 
     @njit(**_SERIAL_OPTS)
-    def serial(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, rf1, rf2, cf,
-               override, adaptive, nitems, nchunks):
+    def serial(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
+               cib, rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
         _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw,
-                           rf1, rf2, cf, override, adaptive, 0, nitems)
+                           kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, whole, 0, nitems)
 
     @njit(parallel=True, **_OPTS)
-    def parallel(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, rf1, rf2,
-                 cf, override, adaptive, nitems, nchunks):
+    def parallel(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
+                 cib, rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
         for chunk in prange(nchunks):
             _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw,
-                               rf1, rf2, cf, override, adaptive, chunk * nitems // nchunks,
-                               (chunk + 1) * nitems // nchunks)
+                               kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, whole,
+                               chunk * nitems // nchunks, (chunk + 1) * nitems // nchunks)
 
     return serial, parallel

@@ -244,15 +244,23 @@ class AvgPlan(Shapes):
         rf1, rf2, cf = (np.ascontiguousarray(a, self.cdtype) for a in (rf1, rf2, cf))
         override = ct(divisor_override or 0)
         B, C, W, Wo = self.B, self.C, cl.size, cl.out
+        # One window holding the whole image, each element once (global pooling):
+        # the kernels' fast path (planes side by side; backward a fill).
+        self.whole = bool(rows.R == 1 and Wo == 1 and np.array_equal(rows.tap_row, np.arange(rows.P))
+                          and cl.start[0] + cl.lo[0] * cl.dilation == 0
+                          and cl.hi[0] - cl.lo[0] == W and (cl.dilation == 1 or W == 1))
         self.fwd = _avg_kernels.avg_forward_kernels()
         self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, cl.start, cl.lo,
                           cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
                           cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
-                          B * rows.R)
+                          self.whole, B * rows.R)
         self.bwd = _avg_kernels.avg_backward_kernels()
-        self.bwd_const = (rows.P, rows.R, W, Wo, C, rows.cover_ptr, rows.cover_out, cl.start,
-                          cl.lo, cl.hi, cl.dilation, rf1, rf2, cf, override,
-                          self.sequential_division, B * rows.P)
+        # the whole-image backward fills each image as one row of P * W elements
+        P_b, W_b = (1, rows.P * W) if self.whole else (rows.P, W)
+        self.bwd_const = (P_b, rows.R, W_b, Wo, C, rows.cover_ptr, rows.cover_out, cl.start,
+                          cl.lo, cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
+                          cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
+                          self.whole, B * P_b)
         taps = geom.window_elements
         self.fwd_work = B * rows.R * Wo * C * taps + B * rows.P * W * C
         self.bwd_work = self.fwd_work
