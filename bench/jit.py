@@ -21,20 +21,30 @@ import sys, time
 t0 = time.perf_counter()
 import numpy as np, numba_pool as npool
 t1 = time.perf_counter()
-shape, k, s, p, fmt = {config}
+op, shape, k, s, p, fmt = {config}
 x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-y, am = npool.max_pool2d(x, k, s, p, data_format=fmt)
-t2 = time.perf_counter()
-npool.max_pool2d_backward(np.ones_like(y), am)
+rank = len(shape) - 2
+if op == "max":
+    y, am = getattr(npool, f"max_pool{{rank}}d")(x, k, s, p, data_format=fmt)
+    t2 = time.perf_counter()
+    getattr(npool, f"max_pool{{rank}}d_backward")(np.ones_like(y), am)
+else:
+    y = getattr(npool, f"avg_pool{{rank}}d")(x, k, s, p, data_format=fmt)
+    t2 = time.perf_counter()
+    getattr(npool, f"avg_pool{{rank}}d_backward")(np.ones_like(y), x.shape, k, s, p,
+                                                  data_format=fmt)
 t3 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2)
 """
 
 CONFIGS = {
-    "NHWC 8x32x32x16 k3 s2 p1": ((8, 32, 32, 16), 3, 2, 1, "NHWC"),
-    "NCHW 8x16x32x32 k2 s2": ((8, 16, 32, 32), 2, 2, 0, "NCHW"),
-    "NCHW 4x64x20x20 k5 s1 p2": ((4, 64, 20, 20), 5, 1, 2, "NCHW"),
-    "NHWC 128x28x28x3 k2 s2 (seed)": ((128, 28, 28, 3), 2, 2, 0, "NHWC"),
+    "max 2-D NHWC 8x32x32x16 k3 s2 p1": ("max", (8, 32, 32, 16), 3, 2, 1, "NHWC"),
+    "max 2-D NCHW 8x16x32x32 k2 s2": ("max", (8, 16, 32, 32), 2, 2, 0, "NCHW"),
+    "max 2-D NCHW 4x64x20x20 k5 s1 p2": ("max", (4, 64, 20, 20), 5, 1, 2, "NCHW"),
+    "max 2-D NHWC 128x28x28x3 k2 s2 (seed)": ("max", (128, 28, 28, 3), 2, 2, 0, "NHWC"),
+    "max 1-D NCW 8x64x400 k3 s2 p1": ("max", (8, 64, 400), 3, 2, 1, "NCW"),
+    "max 3-D NDHWC 2x8x16x16x16 k3 s2 p1": ("max", (2, 8, 16, 16, 16), 3, 2, 1, "NDHWC"),
+    "avg 2-D NCHW 8x16x32x32 k3 s1 p1": ("avg", (8, 16, 32, 32), 3, 1, 1, "NCHW"),
 }
 
 FAMILY = """

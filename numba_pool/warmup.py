@@ -24,24 +24,49 @@ __all__ = ["FAMILIES", "DEFAULT_DTYPES", "warmup"]
 
 DEFAULT_DTYPES = ("float32", "float64", "float16", "uint8")
 ALL_DTYPES = DEFAULT_DTYPES + ("int8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
-# Specialised (window-constant) kernels exist only for these (see pooling._forward_key).
+# Specialised (window-constant) kernels exist only for these (see _plan.forward_key).
 _SPECIALISED = ("float32", "float64", "float16")
 
 
 @dataclass(frozen=True)
 class _Call:
-    """One call of max_pool2d (and its backward) on a small input."""
+    """One call of a pooling function (and its backward) on a small input."""
 
-    shape: tuple  # logical NHWC or NCHW shape
+    shape: tuple  # logical shape; its length gives the rank
     pool_size: object
     strides: object
     padding: object = 0
-    data_format: str = "NHWC"
+    data_format: str | None = None  # None: the rank's channels-last format
+    op: str = "max"  # "max", "avg" or "unpool"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape) - 2
+
+    def run(self, dtype):
+        """Forward and backward (or unpooling); returns the max pooling's argmax."""
+        from . import avgpool, maxpool, unpool
+
+        x = np.zeros(self.shape, dtype)
+        fmt = self.data_format or {1: "NWC", 2: "NHWC", 3: "NDHWC"}[self.rank]
+        args = (self.pool_size, self.strides, self.padding)
+        if self.op == "avg":
+            y = getattr(avgpool, f"avg_pool{self.rank}d")(x, *args, data_format=fmt)
+            getattr(avgpool, f"avg_pool{self.rank}d_backward")(np.ones_like(y), x.shape, *args,
+                                                               data_format=fmt)
+            return None
+        y, argmax = getattr(maxpool, f"max_pool{self.rank}d")(x, *args, data_format=fmt)
+        if self.op == "unpool":
+            getattr(unpool, f"max_unpool{self.rank}d")(y, argmax)
+        else:
+            getattr(maxpool, f"max_pool{self.rank}d_backward")(np.ones_like(y), argmax)
+        return argmax
 
 
-def _few_channel_calls(k: int) -> list[_Call]:
-    """Square k x k windows on 1-4 channels, strides 1, 2 and k."""
-    return [_Call((2, 9, 9, nc), k, s) for s in sorted({1, 2, k}) for nc in range(1, 5)]
+def _few_channel_calls(k: int, rank: int = 2) -> list[_Call]:
+    """Windows of k on every axis, 1-4 channels, strides 1, 2 and k."""
+    side = (9,) * rank
+    return [_Call((2,) + side + (nc,), k, s) for s in sorted({1, 2, k}) for nc in range(1, 5)]
 
 
 # family name -> calls that together compile every kernel of the family
@@ -51,12 +76,21 @@ FAMILIES: dict[str, list[_Call]] = {
     "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
     "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
     # windows that do not overlap, images of 64 KiB and more (smaller few-channel
-    # images take the scatter; pooling.SCATTER_MAX_IMAGE_BYTES)
+    # images take the scatter; _plan.SCATTER_MAX_IMAGE_BYTES)
     "backward, gather (windows that do not overlap)": (
         [_Call((1, 8, 8, 8), 2, 2), _Call((1, 256, 255, 2), (2, 3), (2, 3))]
         + [_Call((1, 256, 255, nc), k, k) for k in (2, 3) for nc in range(1, 5)]),
     "backward, scatter (overlapping windows, small images)": [
         _Call((2, 9, 9, 8), 3, 1, 1), _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
+    "1-D forward, windows 2 and 3": (
+        [_Call((2, 9, 8), k, 2) for k in (2, 3)] + _few_channel_calls(2, 1)
+        + _few_channel_calls(3, 1)),
+    "3-D forward, cubes 2 and 3, 5+ channels": [_Call((2, 5, 5, 5, 8), k, 2) for k in (2, 3)],
+    "3-D forward, cubes 2 and 3, 1-4 channels": _few_channel_calls(2, 3) + _few_channel_calls(3, 3),
+    "3-D backward, scatter (overlapping windows)": [_Call((2, 5, 5, 5, 8), 3, 1, 1)],
+    "unpooling": [_Call((2, 9, 9, 8), 3, 1, 1, op="unpool"),
+                  _Call((2, 5, 5, 5, 8), 3, 1, 1, op="unpool")],
+    "average pooling (every rank)": [_Call((2, 9, 9, 8), 3, 2, 1, op="avg")],
 }
 
 
@@ -64,13 +98,14 @@ def _families_for(dtype: str) -> list[str]:
     if dtype in _SPECIALISED:
         return list(FAMILIES)
     return ["forward, any window", "backward, gather (windows that do not overlap)",
-            "backward, scatter (overlapping windows, small images)"]
+            "backward, scatter (overlapping windows, small images)",
+            "3-D backward, scatter (overlapping windows)", "unpooling",
+            "average pooling (every rank)"]
 
 
 def _compile_family(dtype: str, family: str) -> float:
     """Run every call of ``family`` serially and in parallel; return seconds."""
     from . import _threading
-    from .maxpool import max_pool2d, max_pool2d_backward
 
     start = time.perf_counter()
     saved = _threading.PARALLEL_MIN_WORK
@@ -78,10 +113,7 @@ def _compile_family(dtype: str, family: str) -> float:
         for threshold in (2**62, 0):  # serial build, then parallel build
             _threading.PARALLEL_MIN_WORK = threshold
             for call in FAMILIES[family]:
-                x = np.zeros(call.shape, dtype)
-                y, argmax = max_pool2d(x, call.pool_size, call.strides, call.padding,
-                                       data_format=call.data_format)
-                max_pool2d_backward(np.ones_like(y), argmax)
+                call.run(dtype)
     finally:
         _threading.PARALLEL_MIN_WORK = saved
     return time.perf_counter() - start

@@ -22,7 +22,7 @@ print(sum(sum(k.stats.cache_hits.values()) for k in kernels),
 def test_warmup_fills_the_cache_for_later_processes(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     proc = subprocess.run([sys.executable, "-m", "numba_pool", "warmup", "--dtypes", "int16",
-                           "--families", "overlapping", "--jobs", "1"],
+                           "--families", "small images", "--jobs", "1"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "[ 1/1] int16    backward, scatter (overlapping windows" in proc.stdout
@@ -57,14 +57,19 @@ def test_families_cover_every_kernel_selection():
     """Each family's calls land on the kernels its name promises."""
     import numpy as np
 
-    from numba_pool.maxpool import max_pool2d
-
     for family, calls in FAMILIES.items():
         for call in calls:
-            _, am = max_pool2d(np.zeros(call.shape, np.float32), call.pool_size, call.strides,
-                               call.padding, data_format=call.data_format)
+            am = call.run(np.float32)
+            if call.op != "max":  # every rank in one family
+                assert ("average" if call.op == "avg" else "unpooling") in family
+                continue
+            assert ("3-D" in family) == (call.rank == 3), (family, call)
+            assert ("1-D" in family) == (call.rank == 1), (family, call)
             scatter = am._plan.backward_kind == "scatter"
             if "scatter" in family:
                 assert scatter, (family, call)
             elif "gather" in family:
                 assert not scatter, (family, call)
+            if "forward" in family and "any window" not in family:
+                from numba_pool._plan import forward_key
+                assert forward_key(am.geometry, am._plan.C, am._plan.cdtype)[2] > 0, (family, call)
