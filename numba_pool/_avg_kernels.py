@@ -113,22 +113,34 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
                         xs = U(base + j * dw)
                         for m in range(n):
                             acc[a0 + m] += x[xs + m * U(sw)]
-                else:
-                    for j in range(kw):
-                        for ow in range(cia, cib):
+                else:  # columns outer: reads the input row front to back
+                    for ow in range(cia, cib):
+                        ab = U(ow * C)
+                        for j in range(kw):
                             xq = U(base + ((ow - cia) * sw + j * dw) * C)
-                            ab = U(ow * C)
                             for c in range(Cu):
                                 acc[ab + c] += x[xq + c]
         yb = U(item * WoC)
         if C == 1:
             for ow in range(U(Wo)):
                 y[yb + ow] = _divide(acc[ow], r, ow, rf1, rf2, cf, override, adaptive)
-        else:
+        else:  # divisors hoisted out of the channel loop, one loop per rule
             for ow in range(Wo):
-                for c in range(C):
-                    q = ow * C + c
-                    y[yb + U(q)] = _divide(acc[q], r, ow, rf1, rf2, cf, override, adaptive)
+                ab = U(ow * C)
+                ob = yb + ab
+                if override > 0:
+                    for c in range(Cu):
+                        y[ob + c] = acc[ab + c] / override
+                elif adaptive:
+                    d1 = rf1[r]
+                    d2 = rf2[r]
+                    d3 = cf[ow]
+                    for c in range(Cu):
+                        y[ob + c] = acc[ab + c] / d1 / d2 / d3
+                else:
+                    d = rf1[r] * cf[ow]
+                    for c in range(Cu):
+                        y[ob + c] = acc[ab + c] / d
 
 
 @njit(inline="always")

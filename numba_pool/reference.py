@@ -585,19 +585,26 @@ def _unpool(y, argmax, rank):
     y = as_input_array(y, "y")
     if y.shape != argmax.output_shape:
         raise ValueError(f"y has shape {y.shape}, expected {argmax.output_shape}")
-    fmt = argmax.data_format
-    flat = _to_channels_first(argmax.flat_indices(), fmt)
+    axes, fmt = argmax.axes, argmax.data_format
     v = _to_channels_first(y, fmt)
+    offsets = _to_channels_first(argmax.offsets, fmt).astype(np.int64)
     n, c = v.shape[:2]
-    volume = int(np.prod([a.size for a in argmax.axes]))
-    out = np.zeros((n, c, volume), y.dtype)
-    n_out = int(np.prod(flat.shape[2:]))
-    flat = flat.reshape(n, c, n_out)
-    v = v.reshape(n, c, n_out)
-    for k in range(flat.shape[-1]):  # output order: a repeated winner keeps the last value
-        np.put_along_axis(out, flat[:, :, k:k + 1], v[:, :, k:k + 1], axis=-1)
-    out = out.reshape((n, c) + tuple(a.size for a in argmax.axes))
-    return _from_channels_first(out, fmt)
+    kernel = tuple(a.kernel for a in axes)
+    out = np.zeros((n * c,) + tuple(a.size for a in axes), y.dtype)
+    planes = np.arange(n * c)
+    for pos in np.ndindex(*(a.out for a in axes)):  # output order: the last window wins
+        tap = offsets[(slice(None), slice(None)) + pos].reshape(-1)
+        ok = tap < np.prod(kernel)
+        tap_idx = np.unravel_index(np.where(ok, tap, 0), kernel)
+        coords = []
+        for a, o, i in zip(axes, pos, tap_idx):
+            coord, valid = a.taps(o)
+            ok &= valid[i]
+            coords.append(coord[i])
+        # an offset naming no element of x (tampered argmax) places nothing
+        out[(planes[ok],) + tuple(co[ok] for co in coords)] = \
+            v[(slice(None), slice(None)) + pos].reshape(-1)[ok]
+    return _from_channels_first(out.reshape((n, c) + out.shape[1:]), fmt)
 
 
 def max_unpool1d(y, argmax):

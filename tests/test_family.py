@@ -294,3 +294,25 @@ def test_layers_match_functions(rank):
         dx = layer.backward(np.ones_like(y))
         assert dx.shape == x.shape and dx.dtype == x.dtype
         assert fmt in repr(layer)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_tampered_offsets_credit_nothing_outside_x(rank, data):
+    """Offsets rewritten by the caller (``argmax.offsets`` is writable) may name taps in
+    the padding: backward and unpooling credit nothing there, like the reference, and
+    never write outside dx."""
+    shape, kw = data.draw(nd_config(rank))
+    x = data_for(shape, np.float32, data.draw(st.integers(0, 2**31)), "normal")
+    y, am = getattr(npool, f"max_pool{rank}d")(x, **kw)
+    yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
+    taps = int(np.prod(kw["pool_size"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    new = rng.integers(0, taps + 2, y.shape)  # some beyond the window too
+    am.offsets[...] = np.minimum(new, np.iinfo(am.offsets.dtype).max)
+    amr.offsets[...] = am.offsets
+    dy = np.ones(y.shape, np.float32)
+    for dx in both_ways(lambda: getattr(npool, f"max_pool{rank}d_backward")(dy, am)):
+        assert_same_bits(dx, getattr(reference, f"max_pool{rank}d_backward")(dy, amr), "dx")
+    for u in both_ways(lambda: getattr(npool, f"max_unpool{rank}d")(yr, am)):
+        assert_same_bits(u, getattr(reference, f"max_unpool{rank}d")(yr, amr), "unpool")
