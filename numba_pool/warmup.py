@@ -43,6 +43,23 @@ class _Call:
     def rank(self) -> int:
         return len(self.shape) - 2
 
+    def plan(self, dtype):
+        """The plan this call would run (kernels chosen, nothing compiled)."""
+        from . import avgpool, maxpool
+        from ._plan import avg_plan, max_plan
+        from .geometry import pool_geometry
+
+        fmt = self.data_format or {1: "NWC", 2: "NHWC", 3: "NDHWC"}[self.rank]
+        pool, stride, dil, pad, ceil, fmt = maxpool.resolve_parameters(
+            self.pool_size, self.strides, self.padding, 1, False, fmt, self.rank)
+        x = np.zeros(self.shape, dtype)
+        x, lay, spatial = maxpool.prepare_input(x, fmt, self.rank)
+        geom = pool_geometry(spatial, pool, stride, dil, pad, ceil)
+        if self.op == "avg":
+            return avg_plan(x.shape, x.dtype, geom, lay, lay.natural,
+                            *avgpool._avg_options(self.padding, None, None))
+        return max_plan(x.shape, x.dtype, geom, lay, lay.natural)
+
     def run(self, dtype):
         """Forward and backward (or unpooling); returns the max pooling's argmax."""
         from . import avgpool, maxpool, unpool
