@@ -167,9 +167,14 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
             yb = U(b * C)
             for c in range(C):
                 share[c] = zero + _divide(dy[yb + U(c)], 0, 0, rf1, rf2, cf, override, adaptive)
-            for w in range(U(W)):
-                for c in range(Cu):
-                    dx[xr + w * Cu + c] = share[c]
+            if C == 1:
+                s0 = share[0]
+                for w in range(U(W)):
+                    dx[xr + w] = s0
+            else:
+                for w in range(U(W)):
+                    for c in range(Cu):
+                        dx[xr + w * Cu + c] = share[c]
             continue
         for q in range(U(WC)):
             dx[xr + q] = zero
