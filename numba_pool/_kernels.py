@@ -63,7 +63,7 @@ _SERIAL_OPTS = dict(_OPTS, pipeline_class=_NoAliasCompiler)
 U = np.uint64
 i64 = np.int64
 
-# Square windows with specialised kernels (see pooling._forward_key).
+# Windows with specialised kernels (see _plan.forward_key).
 SPECIAL_WINDOWS = (2, 3)
 # Loops over channels are vectorised from this many channels on; below,
 # kernels vectorise over output columns (one channel) or use per-element code.

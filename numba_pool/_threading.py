@@ -38,7 +38,7 @@ import numba
 
 # Work below which a call runs serially: elements touched (input + outputs)
 # times the kernel's cost per element (1 for the vectorised kernels, 4-8 for
-# the per-element ones; see pooling._Plan).  bench/threshold.py on the 2-core
+# the per-element ones; see _plan.MaxPlan).  bench/threshold.py on the 2-core
 # machine: the parallel launch costs ~2 us, and the serial kernel stops
 # winning at 50-100 K elements for vectorised kernels, 5-20 K for the others.
 PARALLEL_MIN_WORK = 1 << 16
