@@ -186,22 +186,21 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                     q = ow * C + c
                     share[q] = _divide(dy[yr + U(q)], r, ow, rf1, rf2, cf, override, adaptive)
             if C == 1:
-                for j in range(kw - 1, -1, -1):
-                    for part in range(3):
-                        if part == 1:
-                            if has_interior:
-                                xs = xr + U(cstart[cia] + j * dw)
-                                a0 = U(cia)
-                                for m in range(U(cib - cia)):
-                                    dx[xs + m * U(sw)] += share[a0 + m]
-                            continue
-                        if has_interior:
-                            owa, owb = (0, cia) if part == 0 else (cib, Wo)
-                        else:
-                            owa, owb = (0, Wo) if part == 0 else (Wo, Wo)
-                        for ow in range(owa, owb):
-                            if j >= clo[ow] and j < chi[ow]:
-                                dx[xr + U(cstart[ow] + j * dw)] += share[ow]
+                # edge (or adaptive) columns one after the other; interior columns taps
+                # last to first: each element still receives its columns in order
+                e0 = cia if has_interior else Wo
+                for ow in range(e0):
+                    for j in range(clo[ow], chi[ow]):
+                        dx[xr + U(cstart[ow] + j * dw)] += share[ow]
+                if has_interior:
+                    a0 = U(cia)
+                    for j in range(kw - 1, -1, -1):
+                        xs = xr + U(cstart[cia] + j * dw)
+                        for m in range(U(cib - cia)):
+                            dx[xs + m * U(sw)] += share[a0 + m]
+                    for ow in range(cib, Wo):
+                        for j in range(clo[ow], chi[ow]):
+                            dx[xr + U(cstart[ow] + j * dw)] += share[ow]
             else:
                 for ow in range(Wo):
                     ab = U(ow * C)
