@@ -124,6 +124,35 @@ def check_out(buf, name: str, shape, dtype, lay: Layout, memory: str) -> np.ndar
     return lay.to_physical(buf, memory)
 
 
+def kernel_buffer(out, shape, phys_shape, dtype, kernel_dtype, lay: Layout, memory: str,
+                  inputs: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """(buffer the kernel writes, the caller's physical ``out`` view or None).
+
+    ``out`` (if given) is checked (shape ``shape``, ``dtype``, layout) and may not
+    share memory with ``inputs``; the kernel writes into it directly when it
+    computes in ``dtype``, else into a fresh buffer that :func:`deliver` copies.
+    """
+    user = None
+    if out is not None:
+        user = check_out(out, "out", shape, dtype, lay, memory)
+        check_no_overlap({"out": out}, inputs)
+    if user is not None and np.dtype(kernel_dtype) == np.dtype(dtype):
+        return user, user
+    return np.empty(phys_shape, kernel_dtype), user
+
+
+def deliver(buf: np.ndarray, user, out, dtype, lay: Layout, n: int, c: int, memory: str):
+    """The result the caller sees: ``out`` (filled from ``buf`` if needed) or
+    ``buf`` cast to ``dtype`` as a logical view."""
+    if out is not None:
+        if buf is not user:
+            user[...] = buf
+        return out
+    if buf.dtype != dtype:
+        buf = buf.astype(dtype)
+    return lay.to_logical(buf, n, c, memory)
+
+
 _TooHard = getattr(getattr(np, "exceptions", np), "TooHardError", Exception)
 
 

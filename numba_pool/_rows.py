@@ -37,9 +37,6 @@ class RowTables(NamedTuple):
         Input row of row tap 0 of each output row (may lie in the padding).
     rel : int64 (KR,)
         Row offset of each row tap from row tap 0.
-    valid : int64 (R * KR,)
-        ``valid[r * KR + rt]`` is 1 if row tap ``rt`` of output row ``r`` is
-        inside x, else 0.
     full : int64 (R,)
         1 if every row tap of output row ``r`` is inside x.  (int64, not
         bool: parallel kernels reading bool arrays measured 2.3x slower.)
@@ -57,8 +54,8 @@ class RowTables(NamedTuple):
         Valid depth taps ``a_lo <= a < a_hi`` and height taps
         ``i_lo <= i < i_hi`` of each output row (row tap ``rt = a * KH + i``;
         ``[0, 1)`` for an axis the rank does not have).
-    KD, KH, depth_step, dh : int
-        The window's depth and height, and the row distance between
+    KH, depth_step, dh : int
+        The window's height, and the row distance between
         consecutive depth and height taps (specialised interior kernels:
         row tap ``(a, i)`` is ``first + a * depth_step + i * dh``).
     """
@@ -68,7 +65,6 @@ class RowTables(NamedTuple):
     KR: int
     first: np.ndarray
     rel: np.ndarray
-    valid: np.ndarray
     full: np.ndarray
     tap_ptr: np.ndarray
     tap_row: np.ndarray
@@ -82,7 +78,6 @@ class RowTables(NamedTuple):
     a_hi: np.ndarray
     i_lo: np.ndarray
     i_hi: np.ndarray
-    KD: int
     KH: int
     depth_step: int
     dh: int
@@ -145,14 +140,12 @@ def row_tables(geom: PoolGeometry) -> RowTables:
     i_lo, i_hi = ((np.tile(height.lo, R // ho), np.tile(height.hi, R // ho)) if height is not None
                   else unit)
     tables = RowTables(
-        P=P, R=R, KR=KR, first=first, rel=rel, valid=valid.reshape(-1).astype(np.int64),
-        full=full.astype(np.int64),
+        P=P, R=R, KR=KR, first=first, rel=rel, full=full.astype(np.int64),
         tap_ptr=tap_ptr, tap_row=tap_row, tap_rt=rt_idx.astype(np.int64),
         cover_ptr=cover_ptr, cover_out=r_idx[order].astype(np.int64),
         cover_rt=rt_idx[order].astype(np.int64),
         count=count.reshape(R), padded_count=padded.reshape(R),
         a_lo=a_lo, a_hi=a_hi, i_lo=i_lo, i_hi=i_hi,
-        KD=depth.kernel if depth is not None else 1,
         KH=height.kernel if height is not None else 1,
         depth_step=depth.dilation * row_stride[0] if depth is not None else 0,
         dh=height.dilation if height is not None else 0,

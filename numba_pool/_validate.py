@@ -127,6 +127,28 @@ def normalise_data_format(data_format, rank: int = 2) -> str:
                          f"'channels_first') for {rank}-D pooling, got {data_format!r}") from None
 
 
+def normalise_avg_options(padding, count_include_pad, divisor_override):
+    """(count_include_pad, divisor_override) of average pooling.
+
+    ``count_include_pad=None``: True for integer/explicit padding (PyTorch's
+    default), False for "same" (TensorFlow's and Keras's behaviour).
+    ``divisor_override``: None or an int from 1 to 2**24 (exact in float32).
+    """
+    if count_include_pad is None:
+        count_include_pad = not (isinstance(padding, str) and padding.lower() == "same")
+    count_include_pad = normalise_bool(count_include_pad, "count_include_pad")
+    if divisor_override is not None:
+        if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(
+                divisor_override, (int, np.integer)):
+            raise TypeError(f"divisor_override must be None or an int, got {divisor_override!r}")
+        if divisor_override < 1:
+            raise ValueError(f"divisor_override must be >= 1, got {divisor_override!r}")
+        if divisor_override > 2**24:
+            raise ValueError(f"divisor_override must be at most 2**24, got {divisor_override!r}")
+        divisor_override = int(divisor_override)
+    return count_include_pad, divisor_override
+
+
 def normalise_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._layout import check_no_overlap, check_out, layout
-from ._plan import avg_dtypes, avg_plan
-from ._validate import as_input_array, normalise_bool, normalise_data_format
+from ._layout import deliver, kernel_buffer, layout
+from ._plan import avg_plan
+from ._validate import as_input_array, normalise_avg_options, normalise_data_format
 from .geometry import PoolGeometry, adaptive_geometry, pool_geometry
 from .maxpool import Padding, IntOrTuple, normalise_output_size, prepare_input, resolve_parameters
 
@@ -25,41 +25,14 @@ __all__ = [
 ]
 
 
-def _avg_options(padding, count_include_pad, divisor_override) -> tuple[bool, int | None]:
-    """``count_include_pad=None``: True for explicit/integer padding (PyTorch's
-    default), False for "same" (TensorFlow's and Keras's behaviour)."""
-    if count_include_pad is None:
-        count_include_pad = not (isinstance(padding, str) and padding.lower() == "same")
-    count_include_pad = normalise_bool(count_include_pad, "count_include_pad")
-    if divisor_override is not None:
-        if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(
-                divisor_override, (int, np.integer)):
-            raise TypeError(f"divisor_override must be None or an int, got {divisor_override!r}")
-        if divisor_override < 1:
-            raise ValueError(f"divisor_override must be >= 1, got {divisor_override!r}")
-        if divisor_override > 2**24:
-            raise ValueError(f"divisor_override must be at most 2**24, got {divisor_override!r}")
-        divisor_override = int(divisor_override)
-    return count_include_pad, divisor_override
-
-
 def _forward(x, geom: PoolGeometry, lay, out, cip: bool, override):
     memory = lay.memory_of(x) or lay.natural
     plan = avg_plan(x.shape, x.dtype, geom, lay, memory, cip, override)
     xp = lay.to_physical(x, memory).astype(plan.cdtype, copy=False)
-    if out is not None:
-        yp_user = check_out(out, "out", plan.out_shape, plan.rdtype, lay, memory)
-        check_no_overlap({"out": out}, {"x": x})
-    yp = yp_user if out is not None and plan.cdtype == plan.rdtype else np.empty(
-        plan.phys_out, plan.cdtype)
+    yp, user = kernel_buffer(out, plan.out_shape, plan.phys_out, plan.rdtype, plan.cdtype, lay,
+                             memory, {"x": x})
     plan.forward(xp.reshape(-1), yp)
-    if out is not None:
-        if yp is not yp_user:
-            yp_user[...] = yp
-        return out
-    if yp.dtype != plan.rdtype:
-        yp = yp.astype(plan.rdtype)
-    return lay.to_logical(yp, plan.n, plan.c, memory)
+    return deliver(yp, user, out, plan.rdtype, lay, plan.n, plan.c, memory)
 
 
 def _input_shape(input_shape, rank: int) -> tuple:
@@ -81,26 +54,17 @@ def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override
     memory = lay.memory_of(dy) or lay.natural
     plan = avg_plan(tuple(input_shape), dy.dtype, geom, lay, memory, cip, override)
     dyp = lay.to_physical(dy, memory).astype(plan.cdtype, copy=False)
-    if out is not None:
-        dxp_user = check_out(out, "out", plan.in_shape, plan.rdtype, lay, memory)
-        check_no_overlap({"out": out}, {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy})
-    dxp = dxp_user if out is not None and plan.cdtype == plan.rdtype else np.empty(
-        plan.phys_in, plan.cdtype)
+    dxp, user = kernel_buffer(out, plan.in_shape, plan.phys_in, plan.rdtype, plan.cdtype, lay,
+                              memory, {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy})
     plan.backward(dyp.reshape(-1), dxp)
-    if out is not None:
-        if dxp is not dxp_user:
-            dxp_user[...] = dxp
-        return out
-    if dxp.dtype != plan.rdtype:
-        dxp = dxp.astype(plan.rdtype)
-    return lay.to_logical(dxp, plan.n, plan.c, memory)
+    return deliver(dxp, user, out, plan.rdtype, lay, plan.n, plan.c, memory)
 
 
 def _avg_nd(rank, x, pool_size, strides, padding, dilation, ceil_mode, count_include_pad,
             divisor_override, data_format, out):
     pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
         pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
-    cip, override = _avg_options(padding, count_include_pad, divisor_override)
+    cip, override = normalise_avg_options(padding, count_include_pad, divisor_override)
     x, lay, spatial = prepare_input(x, data_format, rank)
     geom = pool_geometry(spatial, pool, stride, dil, pad, ceil_mode)
     return _forward(x, geom, lay, out, cip, override)
@@ -110,7 +74,7 @@ def _avg_backward_nd(rank, dy, input_shape, pool_size, strides, padding, dilatio
                      count_include_pad, divisor_override, data_format, out):
     pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
         pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
-    cip, override = _avg_options(padding, count_include_pad, divisor_override)
+    cip, override = normalise_avg_options(padding, count_include_pad, divisor_override)
     input_shape = _input_shape(input_shape, rank)
     lay = layout(rank, data_format)
     spatial = lay.split(input_shape)[2]

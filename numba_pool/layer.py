@@ -135,7 +135,7 @@ def _max_layer(rank: int, fmt: str):
 
 def _avg_layer(rank: int, fmt: str):
     from . import avgpool
-    from .avgpool import _avg_options
+    from ._validate import normalise_avg_options
 
     pool = getattr(avgpool, f"avg_pool{rank}d")
     back = getattr(avgpool, f"avg_pool{rank}d_backward")
@@ -148,7 +148,7 @@ def _avg_layer(rank: int, fmt: str):
                      data_format=fmt):
             fmt_ = resolve_parameters(pool_size, strides, padding, dilation, ceil_mode,
                                       data_format, rank)[-1]
-            _avg_options(padding, count_include_pad, divisor_override)
+            normalise_avg_options(padding, count_include_pad, divisor_override)
             self.kwargs = dict(pool_size=pool_size, strides=strides, padding=padding,
                                dilation=dilation, ceil_mode=ceil_mode,
                                count_include_pad=count_include_pad,

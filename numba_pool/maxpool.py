@@ -8,12 +8,11 @@ outputs -> kernel.
 
 from __future__ import annotations
 
-import functools
-from typing import Sequence, Tuple, Union
+from typing import Tuple, Union
 
 import numpy as np
 
-from ._layout import CHANNELS_LAST, FORMATS, check_no_overlap, check_out, layout
+from ._layout import check_no_overlap, check_out, deliver, kernel_buffer, layout
 from ._plan import MaxPlan, compute_dtype, max_plan, offsets_dtype
 from ._validate import (
     as_input_array,
@@ -226,7 +225,7 @@ def prepare_input(x, data_format, rank: int):
     return x, lay, lay.split(x.shape)[2]
 
 
-def split_out(out, name: str):
+def split_out(out):
     """(y buffer, argmax buffer) from a max pooling ``out=`` argument."""
     if isinstance(out, tuple):
         if len(out) != 2:
@@ -253,7 +252,7 @@ def _max_pool(x, geom: PoolGeometry, lay, out, fname: str):
     cdtype = plan.cdtype
     xp = lay.to_physical(x, memory).astype(cdtype, copy=False)
 
-    y_buf, arg_buf = split_out(out, "out")
+    y_buf, arg_buf = split_out(out)
     written = {}  # output buffers the caller gave, which must not overlap x or each other
     if y_buf is not None:
         yp_user = check_out(y_buf, "out", plan.out_shape, x.dtype, lay, memory)
@@ -487,19 +486,11 @@ def _max_backward(dy, argmax, out, rank, fname):
         raise TypeError(f"dy has dtype {dy.dtype}, which cannot be cast to x's dtype {dtype}")
     dyp = lay.to_physical(dy, memory).astype(dtype, copy=False).astype(cdtype, copy=False)
 
-    if out is not None:
-        dxp_user = check_out(out, "out", plan.in_shape, dtype, lay, memory)
-        check_no_overlap({"out": out}, {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy,
-                                        "argmax (its offsets)": offp})
-    dxp = dxp_user if out is not None and cdtype == dtype else np.empty(plan.phys_in, cdtype)
+    dxp, user = kernel_buffer(out, plan.in_shape, plan.phys_in, dtype, cdtype, lay, memory,
+                              {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy,
+                               "argmax (its offsets)": offp})
     plan.backward(dyp.reshape(-1), offp, dxp)
-    if out is not None:
-        if dxp is not dxp_user:
-            dxp_user[...] = dxp
-        return out
-    if dxp.dtype != dtype:
-        dxp = dxp.astype(dtype)
-    return lay.to_logical(dxp, plan.n, plan.c, memory)
+    return deliver(dxp, user, out, dtype, lay, plan.n, plan.c, memory)
 
 
 _BACKWARD_DOC = """Gradient of :func:`max_pool{rank}d` (or :func:`adaptive_max_pool{rank}d`)

@@ -42,6 +42,7 @@ from ._validate import (
     as_input_array,
     check_input_shape,
     int_tuple,
+    normalise_avg_options,
     normalise_bool,
     normalise_data_format,
     normalise_padding,
@@ -413,20 +414,6 @@ def _share(v, axes, taps, pos, count_include_pad, divisor_override):
     return v / t(_divisors(axes, len(taps), pos, count_include_pad, divisor_override))
 
 
-def _avg_options(padding, count_include_pad, divisor_override):
-    if count_include_pad is None:
-        count_include_pad = not (isinstance(padding, str) and padding.lower() == "same")
-    count_include_pad = normalise_bool(count_include_pad, "count_include_pad")
-    if divisor_override is not None:
-        if isinstance(divisor_override, (bool, np.bool_)) or not isinstance(
-                divisor_override, (int, np.integer)):
-            raise TypeError(f"divisor_override must be None or an int, got {divisor_override!r}")
-        if divisor_override < 1:
-            raise ValueError(f"divisor_override must be >= 1, got {divisor_override!r}")
-        divisor_override = int(divisor_override)
-    return count_include_pad, divisor_override
-
-
 def _avg_pool(x, xc, axes, data_format, count_include_pad, divisor_override):
     cdtype, rdtype = _avg_dtypes(x.dtype)
     n, c = xc.shape[:2]
@@ -466,7 +453,7 @@ def _avg_backward(dy, input_shape, axes, data_format, count_include_pad, divisor
 
 def _avg_nd(rank, x, pool_size, strides, padding, dilation, ceil_mode, count_include_pad,
             divisor_override, data_format):
-    cip, override = _avg_options(padding, count_include_pad, divisor_override)
+    cip, override = normalise_avg_options(padding, count_include_pad, divisor_override)
     x, xc, axes, data_format = _parse(x, pool_size, strides, padding, dilation, ceil_mode,
                                       data_format, rank)
     return _avg_pool(x, xc, axes, data_format, cip, override)
@@ -474,7 +461,7 @@ def _avg_nd(rank, x, pool_size, strides, padding, dilation, ceil_mode, count_inc
 
 def _avg_backward_nd(rank, dy, input_shape, pool_size, strides, padding, dilation, ceil_mode,
                      count_include_pad, divisor_override, data_format):
-    cip, override = _avg_options(padding, count_include_pad, divisor_override)
+    cip, override = normalise_avg_options(padding, count_include_pad, divisor_override)
     _, _, axes, data_format = _parse(np.zeros(tuple(input_shape), np.float32), pool_size,
                                      strides, padding, dilation, ceil_mode, data_format, rank)
     return _avg_backward(dy, input_shape, axes, data_format, cip, override)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._layout import check_no_overlap, check_out, layout
+from ._layout import deliver, kernel_buffer
 from ._plan import max_plan
 from ._validate import as_input_array
 from .geometry import pool_geometry
@@ -37,20 +37,11 @@ def _unpool(y, argmax, out, rank):
     lay, memory = plan.lay, plan.memory
     kdtype = np.dtype(np.float32) if y.dtype == np.float16 else y.dtype
     yp = lay.to_physical(y, memory).astype(kdtype, copy=False)
-    if out is not None:
-        outp_user = check_out(out, "out", plan.in_shape, y.dtype, lay, memory)
-        check_no_overlap({"out": out}, {"y": y_in if isinstance(y_in, np.ndarray) else y,
-                                        "argmax (its offsets)": argmax._offsets})
-    outp = outp_user if out is not None and kdtype == y.dtype else np.empty(plan.phys_in,
-                                                                              kdtype)
+    outp, user = kernel_buffer(out, plan.in_shape, plan.phys_in, y.dtype, kdtype, lay, memory,
+                               {"y": y_in if isinstance(y_in, np.ndarray) else y,
+                                "argmax (its offsets)": argmax._offsets})
     plan.unpool(yp.reshape(-1), argmax._offsets, outp)
-    if out is not None:
-        if outp is not outp_user:
-            outp_user[...] = outp
-        return out
-    if outp.dtype != y.dtype:
-        outp = outp.astype(y.dtype)
-    return lay.to_logical(outp, plan.n, plan.c, memory)
+    return deliver(outp, user, out, y.dtype, lay, plan.n, plan.c, memory)
 
 
 _DOC = """Max unpooling ({rank}-D): the inverse placement of :func:`max_pool{rank}d`.

@@ -45,8 +45,9 @@ class _Call:
 
     def plan(self, dtype):
         """The plan this call would run (kernels chosen, nothing compiled)."""
-        from . import avgpool, maxpool
+        from . import maxpool
         from ._plan import avg_plan, max_plan
+        from ._validate import normalise_avg_options
         from .geometry import pool_geometry
 
         fmt = self.data_format or {1: "NWC", 2: "NHWC", 3: "NDHWC"}[self.rank]
@@ -57,7 +58,7 @@ class _Call:
         geom = pool_geometry(spatial, pool, stride, dil, pad, ceil)
         if self.op == "avg":
             return avg_plan(x.shape, x.dtype, geom, lay, lay.natural,
-                            *avgpool._avg_options(self.padding, None, None))
+                            *normalise_avg_options(self.padding, None, None))
         return max_plan(x.shape, x.dtype, geom, lay, lay.natural)
 
     def run(self, dtype):

@@ -7,6 +7,8 @@ the library's arithmetic was compiled, and no NumPy or PyTorch result
 promises them), but a NaN never equals a number.
 """
 
+import contextlib
+
 import numpy as np
 
 
@@ -43,3 +45,17 @@ def assert_same_bits(actual, expected, what="array"):
             f"{what}: {len(where)} of {a.size} elements differ in their bits; first at {first}: "
             f"{actual[first]!r} (bits {int(a[first]):#x}) != {expected[first]!r} "
             f"(bits {int(e[first]):#x})")
+
+
+@contextlib.contextmanager
+def parallel_threshold(work):
+    """Temporarily set the work above which kernels run in parallel (0: always
+    parallel, 2**62: always serial)."""
+    from numba_pool import _threading
+
+    old = _threading.PARALLEL_MIN_WORK
+    _threading.PARALLEL_MIN_WORK = work
+    try:
+        yield
+    finally:
+        _threading.PARALLEL_MIN_WORK = old

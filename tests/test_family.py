@@ -2,36 +2,24 @@
 interop) against numba_pool.reference, bit for bit, over hypothesis-drawn
 configurations of every rank and both layouts; serial and parallel kernels."""
 
-import contextlib
-
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import numba_pool as npool
-from numba_pool import _threading, reference
-from helpers import assert_same_bits
+from numba_pool import reference
+from helpers import assert_same_bits, parallel_threshold
 
 FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 MAX_SIDE = {1: 12, 2: 8, 3: 5}
-
-
-@contextlib.contextmanager
-def threshold(work):
-    old = _threading.PARALLEL_MIN_WORK
-    _threading.PARALLEL_MIN_WORK = work
-    try:
-        yield
-    finally:
-        _threading.PARALLEL_MIN_WORK = old
 
 
 def both_ways(fn):
     """fn() run with the serial and with the parallel kernels; both results."""
     out = []
     for work in (2**62, 0):
-        with threshold(work):
+        with parallel_threshold(work):
             out.append(fn())
     return out
 

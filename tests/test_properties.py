@@ -1,6 +1,5 @@
 """Kernels against numba_pool.reference over the whole parameter space (hypothesis)."""
 
-import contextlib
 
 import numpy as np
 import pytest
@@ -8,23 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numba_pool as npool
-from numba_pool import _threading, reference
-from helpers import assert_same_bits
+from numba_pool import reference
+from helpers import assert_same_bits, parallel_threshold
 from strategies import layouts, make_input, pool_config, values
 
 FLOATS = [np.float32, np.float64]
 ALL_DTYPES = FLOATS + [np.float16, np.uint8, np.int8, np.int16, np.int32, np.int64, np.uint16,
                        np.uint32, np.uint64]
-
-
-@contextlib.contextmanager
-def parallel_threshold(work):
-    old = _threading.PARALLEL_MIN_WORK
-    _threading.PARALLEL_MIN_WORK = work
-    try:
-        yield
-    finally:
-        _threading.PARALLEL_MIN_WORK = old
 
 
 def default_dy(shape, dtype, seed=0):
