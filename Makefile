@@ -27,6 +27,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) bench/grid.py     # the parameter grid, 1 and 2 threads -> bench/grid.md, grid.png
 	$(PY) bench/jit.py      # cold/warm first calls, compile time per family -> bench/jit.md
 	$(PY) bench/family.py   # 1-D/3-D, average, adaptive and global pooling vs PyTorch -> bench/family.md
+	$(PY) bench/torch_step.py  # a training step, PyTorch's pooling vs numba_pool.torch -> bench/torch_step.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .benchmarks bench/.raw

@@ -532,3 +532,41 @@ def scatter_kernels(HALF: int, DEPTH: int):
                            tap_i, tap_j, delta, K, cia, cib, HALF, DEPTH)
 
     return serial, parallel
+
+
+# --------------------------------------------------------------------------
+# Unpooling by flat indices (PyTorch's ``max_unpool`` with its own indices).
+# --------------------------------------------------------------------------
+
+
+@njit(**_SERIAL_OPTS)
+def _flat_unpool_image(y, idx, out, b, So, Si, C):
+    """Image ``b`` of physical (B, So, C) ``y`` placed at ``idx`` (positions
+    in [0, Si), checked by the caller) of physical (B, Si, C) ``out``, zeros
+    elsewhere; later outputs overwrite earlier ones (PyTorch's order)."""
+    ib = U(b) * U(Si) * U(C)
+    for k in range(U(Si) * U(C)):
+        out[ib + k] = 0
+    ob = U(b) * U(So) * U(C)
+    for o in range(U(So)):
+        for c in range(U(C)):
+            p = ob + o * U(C) + c
+            out[ib + U(idx[p]) * U(C) + c] = y[p]
+
+
+@functools.lru_cache(maxsize=None)
+def flat_unpool_kernels():
+    """(serial, parallel) unpooling by flat per-plane indices; work items are
+    images (channels-first memory: one (n, c) plane each)."""
+
+    @njit(**_SERIAL_OPTS)
+    def serial(y, idx, out, B, So, Si, C, nchunks):
+        for b in range(B):
+            _flat_unpool_image(y, idx, out, b, So, Si, C)
+
+    @njit(parallel=True, **_OPTS)
+    def parallel(y, idx, out, B, So, Si, C, nchunks):
+        for b in prange(B):
+            _flat_unpool_image(y, idx, out, b, So, Si, C)
+
+    return serial, parallel

@@ -117,6 +117,21 @@ def _start_layer() -> None:
             _layer = _current_layer()
 
 
+def follow_thread_count(n: int) -> None:
+    """Run this Python thread's parallel calls on at most ``n`` threads (capped
+    at ``NUMBA_NUM_THREADS``); ``numba_pool.torch`` passes
+    ``torch.get_num_threads()`` so one setting governs both libraries."""
+    if _parallel_broken:
+        return
+    if _layer is None:
+        _start_layer()
+        if _parallel_broken:
+            return
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+
+
 def run(serial, parallel, args, work: int) -> None:
     """Run ``parallel(*args, nchunks)`` where safe and worth it, else ``serial(*args, 1)``.
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._layout import deliver, kernel_buffer
-from ._plan import max_plan
+from . import _kernels
+from ._layout import CHANNELS_LAST, Layout, deliver, kernel_buffer, readonly
+from ._plan import _run, max_plan
 from ._validate import as_input_array
 from .geometry import pool_geometry
 from .maxpool import (
@@ -144,3 +145,34 @@ def argmax_from_flat_indices(indices, input_shape, pool_size, strides=None, padd
     if not offp.flags.owndata:
         offp = offp.copy()
     return _new_argmax(np.ascontiguousarray(offp), plan, dtype)
+
+
+def unpool_flat(y: np.ndarray, indices: np.ndarray, output_spatial: tuple,
+                lay: Layout) -> np.ndarray:
+    """``y``'s values at flat per-(n, c) positions ``indices`` (PyTorch's
+    ``max_unpool`` with any indices, not only a pooling's winners) of a zero
+    array with spatial size ``output_spatial``; logical arrays in ``lay``.
+
+    Values are copied as bit patterns (each dtype viewed as the unsigned
+    integer of its size: three kernels cover every dtype). Raises ValueError
+    if an index is outside ``[0, prod(output_spatial))``.
+    """
+    n, c, out_in = lay.split(y.shape)
+    size = int(np.prod(output_spatial))
+    idx = np.asarray(indices)
+    if idx.shape != y.shape or idx.dtype.kind not in "iu":
+        raise ValueError("indices must be integers shaped like the input")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= size):
+        raise ValueError(f"indices must lie in [0, {size}), the output's spatial size")
+    memory = lay.memory_of(y) or lay.natural
+    bits = np.dtype(f"u{y.dtype.itemsize}")
+    yp = lay.to_physical(y, memory).view(bits)
+    ip = lay.to_physical(idx.astype(np.int64, copy=False), memory)
+    outp = np.empty(lay.physical_shape(n, c, output_spatial, memory), bits)
+    B, C = (n, c) if memory == CHANNELS_LAST else (n * c, 1)
+    so = int(np.prod(out_in))
+    if outp.size:
+        _run(_kernels.flat_unpool_kernels(),
+             (readonly(yp.reshape(-1)), readonly(ip.reshape(-1)), outp.reshape(-1), B, so, size, C),
+             B * (so + size) * C)
+    return lay.to_logical(outp.view(y.dtype), n, c, memory)

@@ -1,0 +1,505 @@
+"""PyTorch custom operators (``torch.ops.numba_pool.*``) over numba_pool's kernels.
+
+Each op is a ``torch.library.custom_op`` with a fake (meta) implementation
+giving PyTorch's output shapes *and strides*, and an autograd formula, so
+eager mode, ``torch.compile(fullgraph=True)``, ``torch.export``, ``no_grad``
+and ``inference_mode`` all see ordinary operators.  Tensors are channels-first
+logical (``N, C, *spatial``, batched: :mod:`numba_pool.torch.functional`
+unsqueezes unbatched input) and reach the kernels without a copy when they
+are contiguous or channels_last: a tensor's memory is a NumPy view, and the
+NumPy layer already takes NCHW data in either memory layout.
+
+Max pooling keeps numba_pool's compact argmax (``uint8`` window offsets for
+windows of up to 256 elements, one byte per output element) for backward;
+PyTorch's int64 indices are made only when asked for (``*_indices`` ops).
+
+The ops trust their arguments: :mod:`numba_pool.torch.functional` validates
+and routes anything else to PyTorch's own ops.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch._prims_common import suggest_memory_format
+
+from .. import _threading
+from .._layout import CHANNELS_LAST, PLANAR, FORMATS, layout
+from .._plan import max_plan
+from ..avgpool import _backward as _avg_backward_np
+from ..avgpool import _forward as _avg_forward_np
+from ..geometry import PoolGeometry, adaptive_geometry, pool_geometry
+from ..maxpool import _max_backward, _max_pool, _new_argmax
+from ..unpool import unpool_flat
+
+_NS = "numba_pool"
+
+# --------------------------------------------------------------------------
+# Helpers: layouts, strides, geometry.
+# --------------------------------------------------------------------------
+
+
+def _lay(rank: int):
+    return layout(rank, FORMATS[rank][1])  # torch tensors are channels first
+
+
+def _cl_format(rank: int):
+    return {2: torch.channels_last, 3: torch.channels_last_3d}.get(rank, torch.contiguous_format)
+
+
+def _input_format(x: Tensor):
+    """PyTorch's ``suggest_memory_format`` of an input (channels_last or not)."""
+    return suggest_memory_format(x) if x.dim() in (4, 5) else torch.contiguous_format
+
+
+def _format_of_flag(channels_last: bool, rank: int):
+    return _cl_format(rank) if channels_last else torch.contiguous_format
+
+
+def output_format(op: str, rank: int, x_format):
+    """Memory format of a forward result, as PyTorch 2.13 CPU makes it
+    (measured, ``tests/test_torch_dropin.py`` checks every case): 2-D ops and
+    3-D max pooling keep channels_last; 3-D average, adaptive and unpooling
+    ops return contiguous tensors; 1-D results are contiguous."""
+    if rank == 2 or (rank == 3 and op == "max"):
+        return x_format
+    return torch.contiguous_format
+
+
+@functools.lru_cache(maxsize=1024)
+def _strides(shape: tuple, fmt) -> tuple:
+    return torch.empty(shape, device="meta", memory_format=fmt).stride()
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+def _as_tensor(a: np.ndarray, fmt) -> Tensor:
+    """``a`` as a tensor with the strides ``torch.empty(memory_format=fmt)``
+    gives (zero-copy when ``a`` already is laid out so)."""
+    t = torch.from_numpy(a)
+    want = _strides(tuple(a.shape), fmt)
+    if t.stride() == want:
+        return t
+    if t.is_contiguous(memory_format=fmt):  # differs only in strides of size-1 axes
+        return t.as_strided(t.shape, want)
+    out = torch.empty_strided(t.shape, want, dtype=t.dtype)
+    out.copy_(t)
+    return out
+
+
+def _sync_threads() -> None:
+    """Numba's parallel kernels use PyTorch's thread count.  Starting Numba's
+    OpenMP layer resets the thread count of the OpenMP runtime PyTorch uses
+    (measured: ``torch.set_num_threads(1)``, one numba_pool call, and PyTorch
+    ran on 2 threads), so PyTorch's count is put back if it moved."""
+    n = torch.get_num_threads()
+    _threading.follow_thread_count(n)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def pool_output_size(n, k: int, s: int, p: int, d: int, ceil_mode: bool):
+    """PyTorch's ``pooling_output_shape`` (works on SymInts in fake mode)."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out = out - 1
+    return out
+
+
+def _geometry(spatial, kernel_size, stride, padding, dilation, ceil_mode) -> PoolGeometry:
+    return pool_geometry(tuple(int(v) for v in spatial), tuple(kernel_size), tuple(stride),
+                         tuple(dilation), tuple((p, p) for p in padding), bool(ceil_mode))
+
+
+# --------------------------------------------------------------------------
+# Max pooling (regular and adaptive): forward, backward, indices.
+# --------------------------------------------------------------------------
+
+
+def _max_forward(x: Tensor, geom: PoolGeometry, op: str):
+    _sync_threads()
+    rank = geom.rank
+    y, argmax = _max_pool(_np(x), geom, _lay(rank), None, f"{op}_pool{rank}d")
+    fmt = output_format(op, rank, _input_format(x))
+    return _as_tensor(y, fmt), _as_tensor(argmax.offsets, fmt)
+
+
+def _argmax_of(argmax: Tensor, input_size, geom: PoolGeometry, dtype):
+    """numba_pool's :class:`MaxPoolArgmax` over an argmax tensor's memory."""
+    lay = _lay(geom.rank)
+    off = _np(argmax)
+    memory = lay.memory_of(off) or PLANAR
+    plan = max_plan(tuple(int(v) for v in input_size), np.dtype(dtype), geom, lay, memory)
+    return _new_argmax(lay.to_physical(off, memory), plan, np.dtype(dtype))
+
+
+def _max_backward_t(grad: Tensor, argmax: Tensor, input_size, channels_last: bool,
+                    geom: PoolGeometry) -> Tensor:
+    _sync_threads()
+    rank = geom.rank
+    dtype = _np(grad).dtype
+    am = _argmax_of(argmax, input_size, geom, dtype)
+    dx = _max_backward(_np(grad), am, None, rank, f"max_pool{rank}d_backward")
+    return _as_tensor(dx, _format_of_flag(channels_last, rank))
+
+
+def _indices(argmax: Tensor, input_size, geom: PoolGeometry) -> Tensor:
+    am = _argmax_of(argmax, input_size, geom, np.float32)
+    out = torch.empty_like(argmax, dtype=torch.int64)  # PyTorch's indices have y's strides
+    out.copy_(torch.from_numpy(am.flat_indices()))
+    return out
+
+
+def _offsets_dtype(window_elements) -> torch.dtype:
+    # as numba_pool._plan.offsets_dtype, in torch dtypes
+    for limit, dt in ((256, torch.uint8), (65536, torch.uint16), (2**32, torch.uint32)):
+        if window_elements <= limit:
+            return dt
+    return torch.uint64
+
+
+def _empty(shape, dtype, fmt) -> Tensor:
+    return torch.empty(shape, dtype=dtype, memory_format=fmt)
+
+
+@torch.library.custom_op(f"{_NS}::max_pool", mutates_args=())
+def max_pool(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+             padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
+             ) -> tuple[Tensor, Tensor]:
+    """Max pooling of a batched channels-first tensor: (y, compact argmax)."""
+    geom = _geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    return _max_forward(x, geom, "max")
+
+
+@max_pool.register_fake
+def _(x, kernel_size, stride, padding, dilation, ceil_mode):
+    rank = len(kernel_size)
+    out = [pool_output_size(n, k, s, p, d, ceil_mode)
+           for n, k, s, p, d in zip(x.shape[2:], kernel_size, stride, padding, dilation)]
+    fmt = output_format("max", rank, _input_format(x))
+    shape = list(x.shape[:2]) + out
+    window = int(np.prod(kernel_size))
+    return _empty(shape, x.dtype, fmt), _empty(shape, _offsets_dtype(window), fmt)
+
+
+@torch.library.custom_op(f"{_NS}::max_pool_backward", mutates_args=())
+def max_pool_backward(grad: Tensor, argmax: Tensor, input_size: Sequence[int],
+                      channels_last: bool, kernel_size: Sequence[int], stride: Sequence[int],
+                      padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
+                      ) -> Tensor:
+    """Gradient of :func:`max_pool`: each ``grad`` element added to its winner."""
+    geom = _geometry(input_size[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    return _max_backward_t(grad, argmax, input_size, channels_last, geom)
+
+
+@max_pool_backward.register_fake
+def _(grad, argmax, input_size, channels_last, kernel_size, stride, padding, dilation,
+      ceil_mode):
+    return _empty(input_size, grad.dtype, _format_of_flag(channels_last, len(kernel_size)))
+
+
+@torch.library.custom_op(f"{_NS}::max_pool_indices", mutates_args=())
+def max_pool_indices(argmax: Tensor, input_size: Sequence[int], kernel_size: Sequence[int],
+                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                     ceil_mode: bool) -> Tensor:
+    """PyTorch's ``return_indices`` (int64, flat per (n, c) plane) from an argmax."""
+    geom = _geometry(input_size[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    return _indices(argmax, input_size, geom)
+
+
+@max_pool_indices.register_fake
+def _(argmax, input_size, kernel_size, stride, padding, dilation, ceil_mode):
+    return torch.empty_like(argmax, dtype=torch.int64)
+
+
+@torch.library.custom_op(f"{_NS}::adaptive_max_pool", mutates_args=())
+def adaptive_max_pool(x: Tensor, output_size: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """Adaptive max pooling (PyTorch's windows): (y, compact argmax)."""
+    geom = adaptive_geometry(tuple(x.shape[2:]), tuple(output_size))
+    return _max_forward(x, geom, "adaptive_max")
+
+
+def _adaptive_window(n, o):
+    """Widest adaptive window along an axis (the argmax numbers taps inside it)."""
+    return max(-(-((i + 1) * n) // o) - (i * n) // o for i in range(o))
+
+
+@adaptive_max_pool.register_fake
+def _(x, output_size):
+    rank = len(output_size)
+    fmt = output_format("adaptive_max", rank, _input_format(x))
+    shape = list(x.shape[:2]) + list(output_size)
+    window = 1
+    for n, o in zip(x.shape[2:], output_size):
+        window *= _adaptive_window(int(n), int(o))
+    return _empty(shape, x.dtype, fmt), _empty(shape, _offsets_dtype(window), fmt)
+
+
+@torch.library.custom_op(f"{_NS}::adaptive_max_pool_backward", mutates_args=())
+def adaptive_max_pool_backward(grad: Tensor, argmax: Tensor, input_size: Sequence[int],
+                               channels_last: bool) -> Tensor:
+    """Gradient of :func:`adaptive_max_pool`."""
+    geom = adaptive_geometry(tuple(input_size[2:]), tuple(grad.shape[2:]))
+    return _max_backward_t(grad, argmax, input_size, channels_last, geom)
+
+
+@adaptive_max_pool_backward.register_fake
+def _(grad, argmax, input_size, channels_last):
+    return _empty(input_size, grad.dtype, _format_of_flag(channels_last, grad.dim() - 2))
+
+
+@torch.library.custom_op(f"{_NS}::adaptive_max_pool_indices", mutates_args=())
+def adaptive_max_pool_indices(argmax: Tensor, input_size: Sequence[int]) -> Tensor:
+    """PyTorch's ``return_indices`` of adaptive max pooling."""
+    geom = adaptive_geometry(tuple(input_size[2:]), tuple(argmax.shape[2:]))
+    return _indices(argmax, input_size, geom)
+
+
+@adaptive_max_pool_indices.register_fake
+def _(argmax, input_size):
+    return torch.empty_like(argmax, dtype=torch.int64)
+
+
+def _gather(grad_input: Tensor, indices: Tensor) -> Tensor:
+    """``grad_input`` read at flat per-plane ``indices`` (shape of indices):
+    the adjoint of scattering through them."""
+    flat = grad_input.reshape(grad_input.shape[0], grad_input.shape[1], -1)
+    return flat.gather(2, indices.reshape(indices.shape[0], indices.shape[1], -1)) \
+        .reshape(indices.shape)
+
+
+def _dx_channels_last(op: str, x: Tensor) -> bool:
+    """Whether PyTorch returns the gradient of ``op`` channels_last: where it
+    returns the forward's result so (measured; 3-D average and adaptive ops
+    compute channels_last input in contiguous memory both ways)."""
+    return output_format(op, x.dim() - 2, _input_format(x)) != torch.contiguous_format
+
+
+def _setup(op: str, saves_argmax: bool):
+    def setup_context(ctx, inputs, output):
+        x = inputs[0]
+        ctx.input_size = list(x.shape)
+        ctx.channels_last = _dx_channels_last(op, x)
+        ctx.params = tuple(inputs[1:])
+        if saves_argmax:
+            ctx.save_for_backward(output[1])
+    return setup_context
+
+
+def _max_pool_grad(ctx, grad, _grad_argmax):
+    (argmax,) = ctx.saved_tensors
+    dx = max_pool_backward(grad, argmax, ctx.input_size, ctx.channels_last, *ctx.params)
+    return (dx,) + (None,) * len(ctx.params)
+
+
+def _adaptive_max_pool_grad(ctx, grad, _grad_argmax):
+    (argmax,) = ctx.saved_tensors
+    return adaptive_max_pool_backward(grad, argmax, ctx.input_size, ctx.channels_last), None
+
+
+max_pool.register_autograd(_max_pool_grad, setup_context=_setup("max", True))
+adaptive_max_pool.register_autograd(_adaptive_max_pool_grad,
+                                    setup_context=_setup("adaptive_max", True))
+
+
+def _setup_max_backward(ctx, inputs, output):
+    ctx.argmax_args = tuple(inputs[2:])
+    ctx.save_for_backward(inputs[1])
+    ctx.n_inputs = len(inputs)
+
+
+def _max_pool_backward_grad(ctx, grad_dx):
+    # dx = scatter(grad, winners) is linear in grad: its adjoint gathers.
+    (argmax,) = ctx.saved_tensors
+    input_size, _cl, *params = ctx.argmax_args
+    if params:
+        idx = max_pool_indices(argmax, input_size, *params)
+    else:
+        idx = adaptive_max_pool_indices(argmax, input_size)
+    return (_gather(grad_dx, idx),) + (None,) * (ctx.n_inputs - 1)
+
+
+max_pool_backward.register_autograd(_max_pool_backward_grad, setup_context=_setup_max_backward)
+adaptive_max_pool_backward.register_autograd(_max_pool_backward_grad,
+                                             setup_context=_setup_max_backward)
+
+
+# --------------------------------------------------------------------------
+# Average pooling (regular and adaptive): forward and backward.
+# --------------------------------------------------------------------------
+
+
+def _avg_geometry(spatial, kernel_size, stride, padding, ceil_mode) -> PoolGeometry:
+    return _geometry(spatial, kernel_size, stride, padding, (1,) * len(kernel_size), ceil_mode)
+
+
+def _avg_forward(x: Tensor, geom: PoolGeometry, op: str, cip: bool, override) -> Tensor:
+    _sync_threads()
+    rank = geom.rank
+    y = _avg_forward_np(_np(x), geom, _lay(rank), None, cip, override)
+    return _as_tensor(y, output_format(op, rank, _input_format(x)))
+
+
+def _avg_backward(grad: Tensor, input_size, channels_last: bool, geom: PoolGeometry, cip: bool,
+                  override) -> Tensor:
+    _sync_threads()
+    rank = geom.rank
+    dx = _avg_backward_np(_np(grad), tuple(int(v) for v in input_size), geom, _lay(rank), None,
+                          cip, override)
+    return _as_tensor(dx, _format_of_flag(channels_last, rank))
+
+
+@torch.library.custom_op(f"{_NS}::avg_pool", mutates_args=())
+def avg_pool(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+             padding: Sequence[int], ceil_mode: bool, count_include_pad: bool,
+             divisor_override: Optional[int]) -> Tensor:
+    """Average pooling of a batched channels-first tensor (PyTorch's divisors)."""
+    geom = _avg_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    return _avg_forward(x, geom, "avg", count_include_pad, divisor_override)
+
+
+@avg_pool.register_fake
+def _(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    rank = len(kernel_size)
+    out = [pool_output_size(n, k, s, p, 1, ceil_mode)
+           for n, k, s, p in zip(x.shape[2:], kernel_size, stride, padding)]
+    return _empty(list(x.shape[:2]) + out, x.dtype,
+                  output_format("avg", rank, _input_format(x)))
+
+
+@torch.library.custom_op(f"{_NS}::avg_pool_backward", mutates_args=())
+def avg_pool_backward(grad: Tensor, input_size: Sequence[int], channels_last: bool,
+                      kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+                      ceil_mode: bool, count_include_pad: bool,
+                      divisor_override: Optional[int]) -> Tensor:
+    """Gradient of :func:`avg_pool`."""
+    geom = _avg_geometry(input_size[2:], kernel_size, stride, padding, ceil_mode)
+    return _avg_backward(grad, input_size, channels_last, geom, count_include_pad,
+                         divisor_override)
+
+
+@avg_pool_backward.register_fake
+def _(grad, input_size, channels_last, kernel_size, stride, padding, ceil_mode,
+      count_include_pad, divisor_override):
+    return _empty(input_size, grad.dtype, _format_of_flag(channels_last, len(kernel_size)))
+
+
+@torch.library.custom_op(f"{_NS}::adaptive_avg_pool", mutates_args=())
+def adaptive_avg_pool(x: Tensor, output_size: Sequence[int]) -> Tensor:
+    """Adaptive average pooling (PyTorch's windows and divisions)."""
+    geom = adaptive_geometry(tuple(x.shape[2:]), tuple(output_size))
+    return _avg_forward(x, geom, "adaptive_avg", False, None)
+
+
+@adaptive_avg_pool.register_fake
+def _(x, output_size):
+    rank = len(output_size)
+    return _empty(list(x.shape[:2]) + list(output_size), x.dtype,
+                  output_format("adaptive_avg", rank, _input_format(x)))
+
+
+@torch.library.custom_op(f"{_NS}::adaptive_avg_pool_backward", mutates_args=())
+def adaptive_avg_pool_backward(grad: Tensor, input_size: Sequence[int],
+                               channels_last: bool) -> Tensor:
+    """Gradient of :func:`adaptive_avg_pool`."""
+    geom = adaptive_geometry(tuple(input_size[2:]), tuple(grad.shape[2:]))
+    return _avg_backward(grad, input_size, channels_last, geom, False, None)
+
+
+@adaptive_avg_pool_backward.register_fake
+def _(grad, input_size, channels_last):
+    return _empty(input_size, grad.dtype, _format_of_flag(channels_last, grad.dim() - 2))
+
+
+def _avg_pool_grad(ctx, grad):
+    dx = avg_pool_backward(grad, ctx.input_size, ctx.channels_last, *ctx.params)
+    return (dx,) + (None,) * len(ctx.params)
+
+
+def _adaptive_avg_pool_grad(ctx, grad):
+    return adaptive_avg_pool_backward(grad, ctx.input_size, ctx.channels_last), None
+
+
+avg_pool.register_autograd(_avg_pool_grad, setup_context=_setup("avg", False))
+adaptive_avg_pool.register_autograd(_adaptive_avg_pool_grad,
+                                    setup_context=_setup("adaptive_avg", False))
+
+
+def _setup_avg_backward(ctx, inputs, output):
+    ctx.params = tuple(inputs[3:])
+    ctx.n_inputs = len(inputs)
+    ctx.output_size = list(inputs[0].shape[2:])
+
+
+def _avg_pool_backward_grad(ctx, grad_dx):
+    # The backward is linear in grad, and its adjoint is the forward itself
+    # (each window's elements summed and divided by the same divisor).
+    if ctx.params:
+        ggrad = avg_pool(grad_dx, *ctx.params)
+    else:
+        ggrad = adaptive_avg_pool(grad_dx, ctx.output_size)
+    return (ggrad,) + (None,) * (ctx.n_inputs - 1)
+
+
+avg_pool_backward.register_autograd(_avg_pool_backward_grad, setup_context=_setup_avg_backward)
+adaptive_avg_pool_backward.register_autograd(_avg_pool_backward_grad,
+                                             setup_context=_setup_avg_backward)
+
+
+# --------------------------------------------------------------------------
+# Unpooling with PyTorch's flat indices.
+# --------------------------------------------------------------------------
+
+
+@torch.library.custom_op(f"{_NS}::max_unpool", mutates_args=())
+def max_unpool(x: Tensor, indices: Tensor, output_size: Sequence[int]) -> Tensor:
+    """``x``'s values at flat per-plane ``indices`` of a zero tensor with
+    spatial size ``output_size`` (PyTorch's ``max_unpool``)."""
+    _sync_threads()
+    rank = len(output_size)
+    fmt = output_format("max_unpool", rank, _input_format(x))
+    try:
+        out = unpool_flat(_np(x), _np(indices), tuple(int(v) for v in output_size), _lay(rank))
+    except ValueError:  # an index out of range: PyTorch's own op raises its error
+        return _torch_unpool(x, indices, output_size)
+    return _as_tensor(out, fmt)
+
+
+def _torch_unpool(x, indices, output_size):
+    rank = len(output_size)
+    if rank == 1:
+        return torch.ops.aten.max_unpool2d(x.unsqueeze(-1), indices.unsqueeze(-1),
+                                           [int(output_size[0]), 1]).squeeze(-1)
+    if rank == 2:
+        return torch.ops.aten.max_unpool2d(x, indices, list(output_size))
+    # max_unpool3d's stride and padding only enter its (already done) size checks
+    return torch.ops.aten.max_unpool3d(x, indices, list(output_size), [1, 1, 1], [0, 0, 0])
+
+
+@max_unpool.register_fake
+def _(x, indices, output_size):
+    rank = len(output_size)
+    return _empty(list(x.shape[:2]) + list(output_size), x.dtype,
+                  output_format("max_unpool", rank, _input_format(x)))
+
+
+def _setup_unpool(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+
+
+def _max_unpool_grad(ctx, grad):
+    (indices,) = ctx.saved_tensors
+    return _gather(grad, indices), None, None
+
+
+max_unpool.register_autograd(_max_unpool_grad, setup_context=_setup_unpool)
+
+OPS = (max_pool, max_pool_backward, max_pool_indices, adaptive_max_pool,
+       adaptive_max_pool_backward, adaptive_max_pool_indices, avg_pool, avg_pool_backward,
+       adaptive_avg_pool, adaptive_avg_pool_backward, max_unpool)
