@@ -28,6 +28,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) bench/jit.py      # cold/warm first calls, compile time per family -> bench/jit.md
 	$(PY) bench/family.py   # 1-D/3-D, average, adaptive and global pooling vs PyTorch -> bench/family.md
 	$(PY) bench/torch_step.py  # a training step, PyTorch's pooling vs numba_pool.torch -> bench/torch_step.md
+	$(PY) bench/dask_zarr.py   # 8 GB Zarr arrays, numba_pool.dask vs dask.array.coarsen -> bench/dask_zarr.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .benchmarks bench/.raw

@@ -169,14 +169,8 @@ def axis_geometry(
         )
     if padding == "same" and out_calc != out:  # pragma: no cover - algebraic identity
         raise AssertionError("'same' padding geometry is inconsistent")
-    out = out_calc
-
-    o = np.arange(out, dtype=np.int64)
-    start = o * stride - pad_before
-    # first tap i with start + i*d >= 0, last with start + i*d <= size - 1
-    lo = np.maximum(0, -(start // dilation))
-    hi = np.minimum(kernel, (size - 1 - start) // dilation + 1)
-    empty = np.flatnonzero(lo >= hi)
+    geom = _regular_axis(size, kernel, stride, dilation, pad_before, pad_after, out_calc)
+    empty = np.flatnonzero(geom.lo >= geom.hi)
     if empty.size:
         raise ValueError(
             f"padding/dilation: {axis_name} output position {int(empty[0])} has a window "
@@ -184,6 +178,20 @@ def axis_geometry(
             f"dilation {dilation}, padding ({pad_before}, {pad_after}), "
             f"input size {size}); reduce padding or dilation"
         )
+    return geom
+
+
+def _regular_axis(size: int, kernel: int, stride: int, dilation: int, pad_before: int,
+                  pad_after: int, out: int) -> AxisGeometry:
+    """The arrays of a regular axis; ``out`` windows, tap 0 of the first at
+    ``-pad_before``.  Every field is a function of the scalar ones, so equal
+    geometries (which compare by their scalars) have equal arrays."""
+    eff = (kernel - 1) * dilation + 1
+    o = np.arange(out, dtype=np.int64)
+    start = o * stride - pad_before
+    # first tap i with start + i*d >= 0, last with start + i*d <= size - 1
+    lo = np.maximum(0, -(start // dilation))
+    hi = np.minimum(kernel, (size - 1 - start) // dilation + 1)
     p = np.arange(size, dtype=np.int64)
     cover_lo = np.clip(-((eff - 1 - p - pad_before) // stride), 0, out)
     cover_hi = np.clip((p + pad_before) // stride + 1, 0, out)
@@ -308,3 +316,33 @@ def adaptive_geometry(input_size: tuple, output_size: tuple) -> PoolGeometry:
         adaptive_axis_geometry(int(n), int(o), names[a])
         for a, (n, o) in enumerate(zip(input_size, output_size))
     ))
+
+
+def window_block(axis: AxisGeometry, o0: int, o1: int,
+                 stop: int | None = None) -> tuple[int, int, AxisGeometry]:
+    """Output positions ``o0 <= o < o1`` of a regular axis computed on the
+    input slice they read: returns ``(a, b, block)``, where ``x[a:b]`` holds
+    every input element of those windows and ``block`` is their geometry on
+    that slice.  Pooling the slice with ``block`` gives exactly (bit for bit)
+    those outputs of the whole axis: the same taps in the same order, and the
+    same divisors (``counts`` and ``padded_counts`` are unchanged: the
+    slice's padding is the part of the real padding its windows reach).
+    ``stop`` extends the slice to ``x[a:stop]`` (elements no window reads:
+    e.g. to a chunk's end).  Used by :mod:`numba_pool.dask` to pool a chunked
+    array block by block.
+    """
+    if axis.adaptive:
+        raise ValueError("window_block: regular (non-adaptive) axes only")
+    if not 0 <= o0 < o1 <= axis.out:
+        raise ValueError(f"window_block: need 0 <= o0 < o1 <= {axis.out}, got {o0}, {o1}")
+    eff = (axis.kernel - 1) * axis.dilation + 1
+    first = int(axis.start[o0])
+    a = max(0, first)
+    b = min(axis.size, int(axis.start[o1 - 1]) + eff)
+    if stop is not None:
+        if not b <= stop <= axis.size:
+            raise ValueError(f"window_block: stop must lie in [{b}, {axis.size}], got {stop}")
+        b = stop
+    pad_after = axis.pad_after if b == axis.size else 0
+    return a, b, _regular_axis(b - a, axis.kernel, axis.stride, axis.dilation, a - first,
+                               pad_after, o1 - o0)
