@@ -37,7 +37,7 @@ class _Call:
     strides: object
     padding: object = 0
     data_format: str | None = None  # None: the rank's channels-last format
-    op: str = "max"  # "max", "avg" or "unpool"
+    op: str = "max"  # "max", "avg", "unpool" or "unpool_flat" (PyTorch's indices)
 
     @property
     def rank(self) -> int:
@@ -74,7 +74,12 @@ class _Call:
                                                                data_format=fmt)
             return None
         y, argmax = getattr(maxpool, f"max_pool{self.rank}d")(x, *args, data_format=fmt)
-        if self.op == "unpool":
+        if self.op == "unpool_flat":
+            from ._layout import layout
+
+            lay = layout(self.rank, fmt)
+            unpool.unpool_flat(y, np.zeros(y.shape, np.int64), lay.split(x.shape)[2], lay)
+        elif self.op == "unpool":
             getattr(unpool, f"max_unpool{self.rank}d")(y, argmax)
         else:
             getattr(maxpool, f"max_pool{self.rank}d_backward")(np.ones_like(y), argmax)
@@ -109,6 +114,8 @@ FAMILIES: dict[str, list[_Call]] = {
     "unpooling": [_Call((2, 9, 9, 8), 3, 1, 1, op="unpool"),
                   _Call((2, 5, 5, 5, 8), 3, 1, 1, op="unpool")],
     "average pooling (every rank)": [_Call((2, 9, 9, 8), 3, 2, 1, op="avg")],
+    "unpooling by flat indices (numba_pool.torch's max_unpool)": [
+        _Call((2, 9, 9, 8), 2, 2, op="unpool_flat")],
 }
 
 
@@ -118,7 +125,8 @@ def _families_for(dtype: str) -> list[str]:
     return ["forward, any window", "backward, gather (windows that do not overlap)",
             "backward, scatter (overlapping windows, small images)",
             "3-D backward, scatter (overlapping windows)", "unpooling",
-            "average pooling (every rank)"]
+            "average pooling (every rank)",
+            "unpooling by flat indices (numba_pool.torch's max_unpool)"]
 
 
 def _compile_family(dtype: str, family: str) -> float:
