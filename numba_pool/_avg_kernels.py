@@ -36,6 +36,7 @@ def _divide(s, r, ow, rf1, rf2, cf, override, adaptive):
 
 
 PLANE_BLOCK = 16  # planes summed side by side by the whole-image forward
+PLANE_SHARES = 1 << 16  # largest plane (outputs) whose backward shares are divided once
 
 
 @njit(inline="always")
@@ -159,10 +160,22 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
     zero = dx.dtype.type(0)
     share = np.empty(max(WoC, C), dx.dtype)
     has_interior = cib > cia
+    # One channel, planes of up to PLANE_SHARES outputs: every output's share is
+    # divided once per plane (not once per dx row reading it: kh times).
+    plane_shares = C == 1 and not whole and R * Wo <= PLANE_SHARES
+    pshare = np.empty(R * Wo if plane_shares else 0, dx.dtype)
+    shares_of = -1
     for item in range(item_lo, item_hi):
         b = item // P
         p = item - b * P
         xr = U(item * WC)
+        if plane_shares and b != shares_of:
+            yb = U(b * R * Wo)
+            for r in range(R):
+                for ow in range(Wo):
+                    q = r * Wo + ow
+                    pshare[q] = _divide(dy[yb + U(q)], r, ow, rf1, rf2, cf, override, adaptive)
+            shares_of = b
         if whole:  # one window holds the whole image: every element gets its share once
             yb = U(b * C)
             for c in range(C):
@@ -181,10 +194,15 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
         for k in range(cover_ptr[p], cover_ptr[p + 1]):  # output rows in order
             r = cover_out[k]
             yr = U((b * R + r) * WoC)
-            for ow in range(Wo):
-                for c in range(C):
-                    q = ow * C + c
-                    share[q] = _divide(dy[yr + U(q)], r, ow, rf1, rf2, cf, override, adaptive)
+            if plane_shares:
+                for ow in range(U(Wo)):
+                    share[ow] = pshare[U(r * Wo) + ow]
+            else:
+                for ow in range(Wo):
+                    for c in range(C):
+                        q = ow * C + c
+                        share[q] = _divide(dy[yr + U(q)], r, ow, rf1, rf2, cf, override,
+                                           adaptive)
             if C == 1:
                 # edge (or adaptive) columns one after the other; interior columns taps
                 # last to first: each element still receives its columns in order
