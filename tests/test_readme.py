@@ -14,8 +14,10 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_readme_usage_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    runnable = [b for b in blocks if "np.random" in b]  # self-contained examples
-    assert runnable, "README lost its usage example"
+    # self-contained examples: NumPy, the PyTorch drop-in and the Dask module
+    runnable = [b for b in blocks if "np.random" in b or "numba_pool.torch as" in b
+                or "numba_pool.dask as" in b]
+    assert len(runnable) >= 4, "README lost its usage examples"
     for block in runnable:
         exec(compile(block, "README.md", "exec"), {})
 
