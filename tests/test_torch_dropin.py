@@ -453,6 +453,19 @@ def test_pooling_only_model_compiles_bitwise(no_fallback):
     same(grads(y, x, g), grads(ty, x, g), "compiled dx")
 
 
+def test_compile_with_dynamic_shapes():
+    make = lambda: nn.Sequential(nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(2, ceil_mode=True),  # noqa
+                                 nn.AdaptiveMaxPool2d(2))
+    compiled = torch.compile(nt.convert(make()), fullgraph=True, dynamic=True,
+                             backend="aot_eager")
+    for shape in [(2, 3, 16, 16), (3, 5, 21, 18)]:
+        x = _seeded(shape, torch.float64).requires_grad_()
+        y, ty = compiled(x), make()(x)
+        same(y, ty, f"dynamic {shape}")
+        g = torch.randn_like(ty)
+        same(grads(y, x, g), grads(ty, x, g), f"dynamic dx {shape}")
+
+
 def test_export():
     x = cnn_input(False)
     model = nt.convert(small_cnn())
