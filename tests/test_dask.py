@@ -251,27 +251,40 @@ def test_zarr_in_zarr_out(tmp_path):
                      npool.avg_pool2d(data, 2), "avg from Zarr")
 
 
-def test_local_cluster_of_processes():
+@pytest.fixture(scope="module")
+def cluster_client():
     distributed = pytest.importorskip("distributed")  # dev extra: never skipped in make test
-    rng = np.random.default_rng(6)
-    x3 = rng.standard_normal((1, 12, 30, 26, 4)).astype(np.float32)
-    x2 = rng.integers(0, 255, (2, 3, 61, 47)).astype(np.uint8)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        jobs = [
-            (nd.max_pool3d(da.from_array(x3, chunks=(1, 5, 7, 9, 2)), 3, 2, 1),
-             npool.max_pool3d(x3, 3, 2, 1)[0]),
-            (nd.avg_pool3d(da.from_array(x3, chunks=(1, 4, 16, 13, 4)), 2, ceil_mode=True),
-             npool.avg_pool3d(x3, 2, ceil_mode=True)),
-            (nd.avg_pool2d(da.from_array(x2, chunks=(1, 2, 20, 11)), 3, 1, "same",
-                           data_format="NCHW"),
-             npool.avg_pool2d(x2, 3, 1, "same", data_format="NCHW")),
-            (nd.pyramid(da.from_array(x2, chunks=(1, 3, 16, 16)), 2, op="max")[1],  # Y, X
-             None),
-        ]
-        results = client.compute([j[0] for j in jobs], sync=True)
-        assert len(client.scheduler_info()["workers"]) == 2
+        yield client
+
+
+@settings(max_examples=20)
+@given(cases(), st.sampled_from(["max", "avg"]))
+def test_any_chunking_on_a_local_cluster(cluster_client, case, op):
+    rank, x, chunks, params = case
+    _compare(getattr(npool, f"{op}_pool{rank}d"), getattr(nd, f"{op}_pool{rank}d"), x, chunks,
+             params, scheduler=cluster_client.get)
+
+
+def test_local_cluster_of_processes(cluster_client):
+    rng = np.random.default_rng(6)
+    x3 = rng.standard_normal((1, 12, 30, 26, 4)).astype(np.float32)
+    x2 = rng.integers(0, 255, (2, 3, 61, 47)).astype(np.uint8)
+    jobs = [
+        (nd.max_pool3d(da.from_array(x3, chunks=(1, 5, 7, 9, 2)), 3, 2, 1),
+         npool.max_pool3d(x3, 3, 2, 1)[0]),
+        (nd.avg_pool3d(da.from_array(x3, chunks=(1, 4, 16, 13, 4)), 2, ceil_mode=True),
+         npool.avg_pool3d(x3, 2, ceil_mode=True)),
+        (nd.avg_pool2d(da.from_array(x2, chunks=(1, 2, 20, 11)), 3, 1, "same",
+                       data_format="NCHW"),
+         npool.avg_pool2d(x2, 3, 1, "same", data_format="NCHW")),
+        (nd.pyramid(da.from_array(x2, chunks=(1, 3, 16, 16)), 2, op="max")[1],  # Y, X
+         None),
+    ]
+    results = cluster_client.compute([j[0] for j in jobs], sync=True)
+    assert len(cluster_client.scheduler_info()["workers"]) == 2
     for (lazy, expected), got in zip(jobs, results):
         if expected is not None:
             assert_same_bits(got, expected, f"LocalCluster {lazy.shape}")
