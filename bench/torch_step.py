@@ -137,7 +137,8 @@ def main() -> None:
         f"Model: ResNet-like stem (7x7/2 conv, BN, ReLU, 3x3/2 max pooling), three 3x3 conv "
         f"blocks (one with 3x3/1 average pooling), global average pooling, linear head; batch "
         f"{BATCH} at {SIDE}x{SIDE}, float32, SGD. Median of {steps} steps after 3 warm-up steps, "
-        f"each cell in its own process, median of {rounds} alternating processes. *Pooling* = CPU time of the max and average pooling "
+        f"each cell in its own process, median of {rounds} alternating processes. "
+        "*Pooling* = CPU time of the max and average pooling "
         "operators (forward and backward) in a profiled step (median of 3); global average "
         "pooling is PyTorch's in both columns and not counted.",
         "",

@@ -50,7 +50,8 @@ def no_fallback():
 
 
 def same(a: torch.Tensor, b: torch.Tensor, what: str):
-    assert a.stride() == b.stride() or a.numel() == 0, f"{what}: strides {a.stride()} != {b.stride()}"
+    assert a.stride() == b.stride() or a.numel() == 0, \
+        f"{what}: strides {a.stride()} != {b.stride()}"
     assert_same_bits(a.detach().numpy(), b.detach().numpy(), what)
 
 
@@ -164,7 +165,8 @@ def test_max_unpool_bitwise(case, give_size):
         y, idx = getattr(F, f"max_pool{rank}d")(x, k, s, p, return_indices=True)
         size = list(x.shape[-rank:]) if give_size else None
         default = [(n - 1) * ss - 2 * pp + kk for n, ss, pp, kk in zip(y.shape[-rank:], s, p, k)]
-        if size is not None and not all(dd - ss < v < dd + ss for v, dd, ss in zip(size, default, s)):
+        if size is not None and not all(dd - ss < v < dd + ss
+                                        for v, dd, ss in zip(size, default, s)):
             size = None
         assume(min(size or default) >= 1)  # an empty result is PyTorch's (fallback)
         yo, yt = y.clone().requires_grad_(), y.clone().requires_grad_()
@@ -266,7 +268,8 @@ def test_meta_tensor_falls_back():
     lambda f: f.adaptive_avg_pool2d(torch.randn(1, 1, 4, 4), (2, 2, 2)),
     lambda f: f.max_unpool2d(torch.randn(1, 1, 2, 2), torch.zeros(1, 1, 2, 2).long(), 2,
                              output_size=(9, 9)),
-], ids=["padding", "kernel", "empty-output", "divisor", "rank", "int64", "avg3d-small", "adaptive-size", "unpool-size"])
+], ids=["padding", "kernel", "empty-output", "divisor", "rank", "int64", "avg3d-small",
+        "adaptive-size", "unpool-size"])
 def test_bad_arguments_raise_pytorchs_errors(call):
     with pytest.raises(Exception) as theirs:
         call(F)

@@ -16,7 +16,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("numba_pool.torch needs PyTorch: pip install 'numba_pool[torch]'") from exc
 
-from . import _ops  # registers the torch.ops.numba_pool operators
+from . import _ops  # noqa: F401  (registers the torch.ops.numba_pool operators)
 from .functional import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
 from .. import _threading
-from .._layout import CHANNELS_LAST, PLANAR, FORMATS, layout
+from .._layout import FORMATS, PLANAR, layout
 from .._plan import max_plan
 from ..avgpool import _backward as _avg_backward_np
 from ..avgpool import _forward as _avg_forward_np

@@ -121,8 +121,8 @@ def _max_pool(rank, fallback, x, kernel_size, stride, padding, dilation, ceil_mo
     params = _window_params(rank, kernel_size, stride, padding, dilation)
     if (params is None or not isinstance(ceil_mode, bool) or not _tensor_ok(x, rank, _MAX_DTYPES)
             or not _windows_hit_input(x.shape[-rank:], *params, ceil_mode)):
-        return getattr(F, fallback)(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
-                        return_indices=return_indices)
+        return getattr(F, fallback)(x, kernel_size, stride, padding, dilation,
+                                    ceil_mode=ceil_mode, return_indices=return_indices)
     xb = _batched(x, rank)
     y, argmax = _ops.max_pool(xb, *params, ceil_mode)
     if not return_indices:
@@ -172,7 +172,8 @@ def _avg_pool(rank, fallback, x, kernel_size, stride, padding, ceil_mode, count_
           # PyTorch's avg_pool3d also rejects inputs smaller than the window
           and (rank != 3 or all(n >= kk for n, kk in zip(x.shape[-rank:], params[0]))))
     if not ok:
-        return getattr(F, fallback)(x, kernel_size, stride, padding, ceil_mode, count_include_pad, *extra)
+        return getattr(F, fallback)(x, kernel_size, stride, padding, ceil_mode,
+                                    count_include_pad, *extra)
     k, s, p, _ = params
     y = _ops.avg_pool(_batched(x, rank), k, s, p, ceil_mode, count_include_pad, divisor_override)
     return _unbatch(y, x, rank)

@@ -8,7 +8,6 @@ true) and only replaces ``forward`` by :mod:`numba_pool.torch.functional`.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from . import functional as nf
