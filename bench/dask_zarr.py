@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -45,12 +46,12 @@ CASES = {
 def shape_for(case: str, gb: float) -> tuple:
     """A shape of about ``gb`` GB made of whole chunks."""
     chunk = CASES[case]["chunk"]
-    chunk_bytes = 4 * int(__import__("math").prod(chunk))
+    chunk_bytes = 4 * int(math.prod(chunk))
     n_chunks = max(1, round(gb * 2**30 / chunk_bytes))
     axes = CASES[case]["axes"]
     grid = [1] * len(axes)
     i = 0
-    while __import__("math").prod(grid) < n_chunks:
+    while math.prod(grid) < n_chunks:
         grid[i % len(axes)] *= 2
         i += 1
     shape = list(chunk)

@@ -86,9 +86,18 @@ def aligned_chunks(axis, chunks: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(v) for v in np.diff(edges))
 
 
-def _pool_blocks(x, spatial_axes: tuple, geom: PoolGeometry, block_fn, out_dtype,
-                 name: str):
-    """The lazy result: one task per output block (batch/channel chunks kept)."""
+def _pool_blocks(x, spatial_axes: tuple, geom: PoolGeometry, pool_block, out_dtype):
+    """The lazy result: one task per output block (batch/channel chunks kept);
+    ``pool_block(block, block_geometry)`` pools one block."""
+
+    def block_fn(block, block_geom):
+        # the kernels trust the geometry: a mismatch would be a bug here, not bad input
+        size = tuple(block.shape[d] for d in spatial_axes)
+        if size != block_geom.input_size:
+            raise RuntimeError(f"numba_pool.dask: block of spatial size {size} does not match "
+                               f"its geometry {block_geom.input_size}")
+        return pool_block(block, block_geom)
+
     new = {d: aligned_chunks(ax, x.chunks[d]) for ax, d in zip(geom.axes, spatial_axes)}
     if any(new[d] != x.chunks[d] for d in spatial_axes):
         x = x.rechunk(new)
@@ -102,7 +111,7 @@ def _pool_blocks(x, spatial_axes: tuple, geom: PoolGeometry, block_fn, out_dtype
         # reading that chunk only.
         return _pool_chunkwise(x, spatial_axes, geom, per_axis, ends, block_fn, out_dtype)
 
-    def build(level: int, index: list, slices: list, axes_geom: list):
+    def build(level: int, slices: list, axes_geom: list):
         if level == len(spatial_axes):
             piece = x[tuple(slices)]
             piece = piece.rechunk({d: -1 for d in spatial_axes})
@@ -113,15 +122,14 @@ def _pool_blocks(x, spatial_axes: tuple, geom: PoolGeometry, block_fn, out_dtype
             return piece.map_blocks(block_fn, block_geom, dtype=out_dtype, chunks=tuple(chunks),
                                     meta=np.empty((0,) * x.ndim, out_dtype))
         row = []
-        for j, (o0, o1) in enumerate(per_axis[level]):
-            a, b, sub = window_block(geom.axes[level], o0, o1)
+        for a, b, sub in reads[level]:
             s = list(slices)
             s[spatial_axes[level]] = slice(a, b)
-            row.append(build(level + 1, index + [j], s, axes_geom + [sub]))
+            row.append(build(level + 1, s, axes_geom + [sub]))
         return row
 
-    nested = build(0, [], [slice(None)] * x.ndim, [])
-    # da.block joins along the trailing axes of the nesting: nest in axis order
+    nested = build(0, [slice(None)] * x.ndim, [])
+    # one nesting level per spatial axis, joined in axis order
     return _join(nested, spatial_axes)
 
 
@@ -148,17 +156,27 @@ def _join(nested, spatial_axes):
     return da.concatenate(parts, axis=spatial_axes[0])
 
 
-def _checked(block_fn, spatial_axes):
-    """``block_fn`` after checking that a block has its geometry's input size
-    (the kernels trust the geometry; a mismatch is a bug here, not bad input)."""
+def _block_kernel(kind: str, lay, fname: str, threads_per_task, cip: bool = False,
+                  override=None):
+    """``fn(block, block_geometry)``: one block (in ``lay``) pooled by the
+    kernels on ``threads_per_task`` threads."""
+    threads = int(threads_per_task)
+    if threads < 1:
+        raise ValueError(f"threads_per_task must be >= 1, got {threads_per_task!r}")
 
     def fn(block, block_geom):
-        size = tuple(block.shape[d] for d in spatial_axes)
-        if size != block_geom.input_size:
-            raise RuntimeError(f"numba_pool.dask: block of spatial size {size} does not match "
-                               f"its geometry {block_geom.input_size}")
-        return block_fn(block, block_geom)
+        _threading.follow_thread_count(threads)
+        block = np.ascontiguousarray(block)
+        if kind == "max":
+            return _max_pool(block, block_geom, lay, None, fname)[0]
+        return _avg_forward(block, block_geom, lay, None, cip, override)
     return fn
+
+
+def _result_dtype(kind: str, dtype) -> np.dtype:
+    """Max keeps the dtype; averages of integers are float64 (as in memory)."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float64) if kind == "avg" and dtype.kind in "iu" else dtype
 
 
 def _pool(kind: str, rank: int, x, pool_size, strides, padding, dilation, ceil_mode,
@@ -172,24 +190,10 @@ def _pool(kind: str, rank: int, x, pool_size, strides, padding, dilation, ceil_m
     n, c, spatial = lay.split(x.shape)
     geom = pool_geometry(spatial, pool, stride, dil, pad, ceil_mode)  # raises eagerly
     spatial_axes = tuple(range(1, rank + 1)) if lay.channels_last else tuple(range(2, rank + 2))
-    threads = int(threads_per_task)
-    if threads < 1:
-        raise ValueError(f"threads_per_task must be >= 1, got {threads_per_task!r}")
-    if kind == "max":
-        out_dtype = x.dtype
-
-        def block_fn(block, block_geom):
-            _threading.follow_thread_count(threads)
-            return _max_pool(np.ascontiguousarray(block), block_geom, lay, None, fname)[0]
-    else:
-        cip, override = normalise_avg_options(padding, count_include_pad, divisor_override)
-        out_dtype = np.float64 if np.dtype(x.dtype).kind in "iu" else x.dtype
-
-        def block_fn(block, block_geom):
-            _threading.follow_thread_count(threads)
-            return _avg_forward(np.ascontiguousarray(block), block_geom, lay, None, cip, override)
-    return _pool_blocks(x, spatial_axes, geom, _checked(block_fn, spatial_axes), out_dtype,
-                        fname)
+    cip, override = (normalise_avg_options(padding, count_include_pad, divisor_override)
+                     if kind == "avg" else (False, None))
+    pool_block = _block_kernel(kind, lay, fname, threads_per_task, cip, override)
+    return _pool_blocks(x, spatial_axes, geom, pool_block, _result_dtype(kind, x.dtype))
 
 
 _DOC = """{rank}-D {what} pooling of a Dask array (lazy), bit for bit
@@ -339,27 +343,13 @@ def _pool_axes(x, axes: tuple, op: str, factor: int, threads_per_task: int):
     others = tuple(a for a in range(x.ndim) if a not in axes)
     order = others + axes
 
-    def as_planes(block):
-        v = np.ascontiguousarray(block.transpose(order))
-        return v.reshape((-1, 1) + v.shape[len(others):]), v.shape[:len(others)]
+    kind = "max" if op == "max" else "avg"
+    pool_planes = _block_kernel(kind, lay, fname, threads_per_task)
 
-    def from_planes(res, lead):
-        res = res.reshape(lead + res.shape[2:])
-        return res.transpose(np.argsort(order))
+    def pool_block(block, block_geom):
+        v = np.ascontiguousarray(block.transpose(order))  # (others..., spatial...)
+        lead = v.shape[:len(others)]
+        res = pool_planes(v.reshape((-1, 1) + v.shape[len(others):]), block_geom)
+        return res.reshape(lead + res.shape[2:]).transpose(np.argsort(order))
 
-    threads = int(threads_per_task)
-    if op == "max":
-        out_dtype = x.dtype
-
-        def block_fn(block, block_geom):
-            _threading.follow_thread_count(threads)
-            planes, lead = as_planes(block)
-            return from_planes(_max_pool(planes, block_geom, lay, None, fname)[0], lead)
-    else:
-        out_dtype = np.float64 if np.dtype(x.dtype).kind in "iu" else x.dtype
-
-        def block_fn(block, block_geom):
-            _threading.follow_thread_count(threads)
-            planes, lead = as_planes(block)
-            return from_planes(_avg_forward(planes, block_geom, lay, None, False, None), lead)
-    return _pool_blocks(x, axes, geom, _checked(block_fn, axes), out_dtype, f"pyramid-{fname}")
+    return _pool_blocks(x, axes, geom, pool_block, _result_dtype(kind, x.dtype))

@@ -29,10 +29,10 @@ from torch._prims_common import suggest_memory_format
 
 from .. import _threading
 from .._layout import FORMATS, PLANAR, layout
-from .._plan import max_plan
+from .._plan import max_plan, offsets_dtype
 from ..avgpool import _backward as _avg_backward_np
 from ..avgpool import _forward as _avg_forward_np
-from ..geometry import PoolGeometry, adaptive_geometry, pool_geometry
+from ..geometry import PoolGeometry, adaptive_axis_geometry, adaptive_geometry, pool_geometry
 from ..maxpool import _max_backward, _max_pool, _new_argmax
 from ..unpool import unpool_flat
 
@@ -156,12 +156,10 @@ def _indices(argmax: Tensor, input_size, geom: PoolGeometry) -> Tensor:
     return out
 
 
-def _offsets_dtype(window_elements) -> torch.dtype:
-    # as numba_pool._plan.offsets_dtype, in torch dtypes
-    for limit, dt in ((256, torch.uint8), (65536, torch.uint16), (2**32, torch.uint32)):
-        if window_elements <= limit:
-            return dt
-    return torch.uint64
+def _offsets_dtype(window_elements: int) -> torch.dtype:
+    """numba_pool's argmax offsets dtype (:func:`numba_pool._plan.offsets_dtype`)
+    as a torch dtype."""
+    return torch.from_numpy(np.empty(0, offsets_dtype(window_elements))).dtype
 
 
 def _empty(shape, dtype, fmt) -> Tensor:
@@ -225,11 +223,6 @@ def adaptive_max_pool(x: Tensor, output_size: Sequence[int]) -> tuple[Tensor, Te
     return _max_forward(x, geom, "adaptive_max")
 
 
-def _adaptive_window(n, o):
-    """Widest adaptive window along an axis (the argmax numbers taps inside it)."""
-    return max(-(-((i + 1) * n) // o) - (i * n) // o for i in range(o))
-
-
 @adaptive_max_pool.register_fake
 def _(x, output_size):
     rank = len(output_size)
@@ -237,7 +230,7 @@ def _(x, output_size):
     shape = list(x.shape[:2]) + list(output_size)
     window = 1
     for n, o in zip(x.shape[2:], output_size):
-        window *= _adaptive_window(int(n), int(o))
+        window *= adaptive_axis_geometry(int(n), int(o)).kernel  # the widest window
     return _empty(shape, x.dtype, fmt), _empty(shape, _offsets_dtype(window), fmt)
 
 
