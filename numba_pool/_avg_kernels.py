@@ -35,15 +35,20 @@ def _divide(s, r, ow, rf1, rf2, cf, override, adaptive):
     return s / (rf1[r] * cf[ow])
 
 
-PLANE_BLOCK = 16  # planes summed side by side by the whole-image forward
 PLANE_SHARES = 1 << 16  # largest plane (outputs) whose backward shares are divided once
+# Planes summed side by side by the global-pooling forward (channels-first
+# memory).  Each plane is still summed element by element; 8 interleaved sums
+# keep the loads busy without spilling: 64x2048x7x7 float32 at 1 thread
+# measured 1.5 ms with 6-8 planes, 1.8 ms with 16, 2.0 ms with 32.
+PLANE_BLOCK = 8
 
 
-@njit(inline="always")
-def _avg_whole_planes(x, y, V, rf1, rf2, cf, override, adaptive, item_lo, item_hi):
-    """Global pooling of single-channel planes (channels-first memory): every
-    plane summed in its own order (element by element, as every window is),
-    PLANE_BLOCK planes side by side so that LLVM vectorises across planes."""
+@njit(**_SERIAL_OPTS)
+def _sum_planes(x, y, V, divisor, item_lo, item_hi):
+    """Global pooling of single-channel planes ``item_lo <= b < item_hi``
+    (channels-first memory): every plane of ``V`` elements summed in its own
+    order (element by element, as every window is), PLANE_BLOCK planes side
+    by side, then divided once by ``divisor``."""
     acc = np.empty(PLANE_BLOCK, y.dtype)
     zero = y.dtype.type(0)
     Vu = U(V)
@@ -61,19 +66,35 @@ def _avg_whole_planes(x, y, V, rf1, rf2, cf, override, adaptive, item_lo, item_h
                 for m in range(n):
                     acc[m] += x[base + U(m) * Vu + q]
         for m in range(n):
-            y[b0 + m] = _divide(acc[m], 0, 0, rf1, rf2, cf, override, adaptive)
+            y[b0 + m] = acc[m] / divisor
+
+
+@functools.lru_cache(maxsize=None)
+def global_plane_kernels():
+    """(serial, parallel) global average pooling of channels-first planes: a
+    small kernel of its own (inside the general one LLVM kept the plane sums
+    in memory: 2.5 ms instead of 1.5 ms on the case above)."""
+
+    @njit(**_SERIAL_OPTS)
+    def serial(x, y, V, divisor, nitems, nchunks):
+        _sum_planes(x, y, V, divisor, 0, nitems)
+
+    @njit(parallel=True, **_OPTS)
+    def parallel(x, y, V, divisor, nitems, nchunks):
+        for chunk in prange(nchunks):
+            _sum_planes(x, y, V, divisor, chunk * nitems // nchunks,
+                        (chunk + 1) * nitems // nchunks)
+
+    return serial, parallel
 
 
 @njit(inline="always")
 def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-              rf1, rf2, cf, override, adaptive, whole, item_lo, item_hi):
+              rf1, rf2, cf, override, adaptive, item_lo, item_hi):
     """Output rows ``item_lo <= b * R + r < item_hi``.  Each output sums into
     its own accumulator, row taps in order and, within one, columns in
     order: every window's row-major order.  One channel (channels-first
     memory): the loops run over output columns, which LLVM vectorises."""
-    if whole and C == 1:
-        _avg_whole_planes(x, y, P * W, rf1, rf2, cf, override, adaptive, item_lo, item_hi)
-        return
     WC = W * C
     WoC = Wo * C
     acc = np.empty(WoC, y.dtype)
@@ -234,16 +255,16 @@ def avg_forward_kernels():
 
     @njit(**_SERIAL_OPTS)
     def serial(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-               rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
+               rf1, rf2, cf, override, adaptive, nitems, nchunks):
         _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                  rf1, rf2, cf, override, adaptive, whole, 0, nitems)
+                  rf1, rf2, cf, override, adaptive, 0, nitems)
 
     @njit(parallel=True, **_OPTS)
     def parallel(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                 rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
+                 rf1, rf2, cf, override, adaptive, nitems, nchunks):
         for chunk in prange(nchunks):
             _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia,
-                      cib, rf1, rf2, cf, override, adaptive, whole, chunk * nitems // nchunks,
+                      cib, rf1, rf2, cf, override, adaptive, chunk * nitems // nchunks,
                       (chunk + 1) * nitems // nchunks)
 
     return serial, parallel

@@ -257,11 +257,16 @@ class AvgPlan(Shapes):
         self.whole = bool(rows.R == 1 and Wo == 1 and np.array_equal(rows.tap_row, np.arange(rows.P))
                           and cl.start[0] + cl.lo[0] * cl.dilation == 0
                           and cl.hi[0] - cl.lo[0] == W and (cl.dilation == 1 or W == 1))
-        self.fwd = _avg_kernels.avg_forward_kernels()
-        self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, cl.start, cl.lo,
-                          cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
-                          cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
-                          self.whole, B * rows.R)
+        if self.whole and C == 1:  # global pooling of channels-first planes
+            divisor = override if override > 0 else ct(rf1[0] * cf[0])
+            self.fwd = _avg_kernels.global_plane_kernels()
+            self.fwd_const = (rows.P * W, divisor, B)
+        else:
+            self.fwd = _avg_kernels.avg_forward_kernels()
+            self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, cl.start,
+                              cl.lo, cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
+                              cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
+                              B * rows.R)
         self.bwd = _avg_kernels.avg_backward_kernels()
         # the whole-image backward fills each image as one row of P * W elements
         P_b, W_b = (1, rows.P * W) if self.whole else (rows.P, W)

@@ -113,7 +113,8 @@ FAMILIES: dict[str, list[_Call]] = {
     "3-D backward, scatter (overlapping windows)": [_Call((2, 5, 5, 5, 8), 3, 1, 1)],
     "unpooling": [_Call((2, 9, 9, 8), 3, 1, 1, op="unpool"),
                   _Call((2, 5, 5, 5, 8), 3, 1, 1, op="unpool")],
-    "average pooling (every rank)": [_Call((2, 9, 9, 8), 3, 2, 1, op="avg")],
+    "average pooling (every rank)": [_Call((2, 9, 9, 8), 3, 2, 1, op="avg"),
+                                     _Call((2, 3, 5, 5), 5, 5, op="avg", data_format="NCHW")],
     "unpooling by flat indices (numba_pool.torch's max_unpool)": [
         _Call((2, 9, 9, 8), 2, 2, op="unpool_flat")],
 }

@@ -177,6 +177,27 @@ def test_avg_pool_every_rank_matches_reference(rank, data):
         assert_same_bits(dx, dxr, "avg dx")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_global_average_of_planes_matches_reference(dtype):
+    """The channels-first global-pooling kernel (blocks of planes side by side):
+    plane counts around and across its block size, special values, adaptive and
+    regular pooling (a window covering the image, divisor override too)."""
+    for planes in (1, 7, 8, 9, 17, 45):
+        for rank, side in ((1, 11), (2, 7), (3, 3)):
+            fmt = FORMATS[rank][1]
+            x = data_for((planes // 3 + 1, 3) + (side,) * rank, dtype, planes,
+                         "special" if planes % 2 else "normal")
+            yr = getattr(reference, f"adaptive_avg_pool{rank}d")(x, 1, data_format=fmt)
+            for y in both_ways(lambda: getattr(npool, f"adaptive_avg_pool{rank}d")(
+                    x, 1, data_format=fmt)):
+                assert_same_bits(y, yr, f"global avg, {planes} planes, rank {rank}")
+            for override in (None, 5):
+                kw = dict(data_format=fmt, divisor_override=override)
+                yr = getattr(reference, f"avg_pool{rank}d")(x, side, **kw)
+                for y in both_ways(lambda: getattr(npool, f"avg_pool{rank}d")(x, side, **kw)):
+                    assert_same_bits(y, yr, f"avg over the image, {planes} planes, {override}")
+
+
 def test_avg_divisor_rules_by_hand():
     """Worked by hand.  5 elements, k3 s2 p1 ceil_mode: windows [-1,2) [1,4) [3,6), the
     padding is [-1] and [5]: include pad divides by 3, 3, 3; exclude by 2, 3, 2.

@@ -60,9 +60,14 @@ def test_families_cover_every_kernel_selection():
 
     from numba_pool._plan import AvgPlan, forward_key
 
+    from numba_pool import _avg_kernels
+
+    avg_kernels = set()
     for family, calls in FAMILIES.items():
         for call in calls:
             plan = call.plan(np.float32)
+            if call.op == "avg":
+                avg_kernels.add(plan.fwd)
             if call.op != "max":  # every rank in one family
                 assert ("average" if call.op == "avg" else "unpooling") in family
                 assert isinstance(plan, AvgPlan) == (call.op == "avg")
@@ -76,3 +81,4 @@ def test_families_cover_every_kernel_selection():
                 assert not scatter, (family, call)
             if "forward" in family and "any window" not in family:
                 assert forward_key(plan.geom, plan.C, plan.cdtype)[2] > 0, (family, call)
+    assert avg_kernels == {_avg_kernels.avg_forward_kernels(), _avg_kernels.global_plane_kernels()}
