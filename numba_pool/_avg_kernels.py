@@ -114,11 +114,13 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
                     owa, owb = (0, cia) if part == 0 else (cib, Wo)
                 else:
                     owa, owb = (0, Wo) if part == 0 else (Wo, Wo)
-                if C == 1:  # taps outer, columns inner: each column still in tap order
-                    for j in range(kw):
-                        for ow in range(owa, owb):
-                            if j >= clo[ow] and j < chi[ow]:
-                                acc[ow] += x[U(xr + cstart[ow] + j * dw)]
+                if C == 1:  # each column's taps in order, in a register
+                    for ow in range(owa, owb):
+                        s = acc[ow]
+                        xs = xr + cstart[ow]
+                        for j in range(clo[ow], chi[ow]):
+                            s += x[U(xs + j * dw)]
+                        acc[ow] = s
                     continue
                 for ow in range(owa, owb):
                     ab = U(ow * C)
