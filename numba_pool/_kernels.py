@@ -470,20 +470,32 @@ def _scatter_columns(dy, off, dx, ob0, xrow, C, c0, c1, cstart, clo, chi, tap_a,
 
 
 @njit(inline="always")
-def _scatter_image(dy, off, dx, b, c0, c1, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
-                   cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, HALF, DEPTH):
-    """dx of image ``b``, channels [c0, c1): zero, then add every dy element
-    to its winner, output positions in row-major order (PyTorch's order)."""
-    xb = b * P * W * C
+def _zero_rows(dx, xb, p0, p1, W, C, c0, c1):
+    """dx rows ``p0 <= p < p1`` of the image starting at ``xb``, channels [c0, c1), zeroed."""
     zero = dx.dtype.type(0)
     if c0 == 0 and c1 == C:
-        for q in range(U(P * W * C)):
-            dx[U(xb) + q] = zero
+        for q in range(U(xb + p0 * W * C), U(xb + p1 * W * C)):
+            dx[q] = zero
     else:
-        for p in range(P * W):
+        for p in range(p0 * W, p1 * W):
             for c in range(c0, c1):
                 dx[U(xb + p * C + c)] = zero
+
+
+@njit(inline="always")
+def _scatter_image(dy, off, dx, b, c0, c1, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
+                   zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, HALF,
+                   DEPTH):
+    """dx of image ``b``, channels [c0, c1): add every dy element to its
+    winner, output positions in row-major order (PyTorch's order), each dx
+    row zeroed just before the first output row that reads it (one pass over
+    dx while it is in cache, not a zeroing pass over the image first)."""
+    xb = b * P * W * C
+    zeroed = 0
     for r in range(R):
+        if zero_upto[r] > zeroed:
+            _zero_rows(dx, xb, zeroed, zero_upto[r], W, C, c0, c1)
+            zeroed = zero_upto[r]
         ob0 = (b * R + r) * Wo * C
         xrow = xb + first[r] * W * C
         # A row whose windows are all inside x vertically: left edge, interior
@@ -495,6 +507,7 @@ def _scatter_image(dy, off, dx, b, c0, c1, P, R, W, Wo, C, first, full, a_lo, a_
             _scatter_columns(dy, off, dx, ob0, xrow, C, c0, c1, cstart, clo, chi, tap_a, tap_i,
                              tap_j, delta, a_lo[r], a_hi[r], i_lo[r], i_hi[r], K, owa, owb,
                              part != 1, HALF, DEPTH)
+    _zero_rows(dx, xb, zeroed, P, W, C, c0, c1)  # rows no window reads
 
 
 @functools.lru_cache(maxsize=None)
@@ -512,24 +525,24 @@ def scatter_kernels(HALF: int, DEPTH: int):
     """
 
     @njit(**_SERIAL_OPTS)
-    def serial(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, cstart, clo,
-               chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
+    def serial(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto,
+               cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
         for b in range(B):
             _scatter_image(dy, off, dx, b, 0, C, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo,
-                           i_hi, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, HALF,
-                           DEPTH)
+                           i_hi, zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia,
+                           cib, HALF, DEPTH)
 
     @njit(parallel=True, **_OPTS)
-    def parallel(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, cstart,
-                 clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
+    def parallel(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto,
+                 cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
         # channel blocks of at least 16 channels when images are too few
         blocks = max(1, min(C // 16, -(-nchunks // B)))
         for item in prange(B * blocks):
             b = item // blocks
             k = item - b * blocks
             _scatter_image(dy, off, dx, b, k * C // blocks, (k + 1) * C // blocks, P, R, W, Wo,
-                           C, first, full, a_lo, a_hi, i_lo, i_hi, cstart, clo, chi, tap_a,
-                           tap_i, tap_j, delta, K, cia, cib, HALF, DEPTH)
+                           C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto, cstart, clo, chi,
+                           tap_a, tap_i, tap_j, delta, K, cia, cib, HALF, DEPTH)
 
     return serial, parallel
 

@@ -183,8 +183,8 @@ class MaxPlan(Shapes):
         tap_a, tap_i = np.divmod(tap_rt, rows.KH)
         delta = rows.rel[tap_rt] * W + tap_j * cl.dilation
         return (self.B, rows.P, rows.R, W, cl.out, self.C, rows.first, rows.full, rows.a_lo,
-                rows.a_hi, rows.i_lo, rows.i_hi, cl.start, cl.lo, cl.hi, tap_a, tap_i, tap_j,
-                delta, taps, cl.interior[0], cl.interior[1])
+                rows.a_hi, rows.i_lo, rows.i_hi, rows.zero_upto, cl.start, cl.lo, cl.hi, tap_a,
+                tap_i, tap_j, delta, taps, cl.interior[0], cl.interior[1])
 
     def unpool(self, yf, offp, outp) -> None:
         """Write ``yf`` (flattened physical y) at the winners, zeros elsewhere."""

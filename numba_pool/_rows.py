@@ -54,6 +54,10 @@ class RowTables(NamedTuple):
         Valid depth taps ``a_lo <= a < a_hi`` and height taps
         ``i_lo <= i < i_hi`` of each output row (row tap ``rt = a * KH + i``;
         ``[0, 1)`` for an axis the rank does not have).
+    zero_upto : int64 (R,)
+        Input rows ``p < zero_upto[r]`` are read by output rows ``<= r``: the
+        scatter zeroes dx rows just before the first output row that adds to
+        them, while they are still in cache.
     KH, depth_step, dh : int
         The window's height, and the row distance between
         consecutive depth and height taps (specialised interior kernels:
@@ -78,6 +82,7 @@ class RowTables(NamedTuple):
     a_hi: np.ndarray
     i_lo: np.ndarray
     i_hi: np.ndarray
+    zero_upto: np.ndarray
     KH: int
     depth_step: int
     dh: int
@@ -132,6 +137,10 @@ def row_tables(geom: PoolGeometry) -> RowTables:
     order = np.lexsort((r_idx, tap_row))  # by input row, then output row
     cover_ptr = _csr(tap_row[order], P)
 
+    reach = np.zeros(R, np.int64)  # 1 + the last input row each output row reads
+    np.maximum.at(reach, r_idx, tap_row + 1)
+    zero_upto = np.maximum.accumulate(reach) if R else reach
+
     depth = geom.axes[-3] if geom.rank >= 3 else None
     height = geom.axes[-2] if geom.rank >= 2 else None
     ho = height.out if height is not None else 1
@@ -145,7 +154,7 @@ def row_tables(geom: PoolGeometry) -> RowTables:
         cover_ptr=cover_ptr, cover_out=r_idx[order].astype(np.int64),
         cover_rt=rt_idx[order].astype(np.int64),
         count=count.reshape(R), padded_count=padded.reshape(R),
-        a_lo=a_lo, a_hi=a_hi, i_lo=i_lo, i_hi=i_hi,
+        a_lo=a_lo, a_hi=a_hi, i_lo=i_lo, i_hi=i_hi, zero_upto=zero_upto,
         KH=height.kernel if height is not None else 1,
         depth_step=depth.dilation * row_stride[0] if depth is not None else 0,
         dh=height.dilation if height is not None else 0,

@@ -87,3 +87,22 @@ def test_pool_geometry_combines_two_axes():
     assert g.pool_size == (3, 2) and g.strides == (2, 2) and g.dilation == (1, 1)
     same = pool_geometry((5, 6), (2, 4), (2, 1), (1, 1), "same", False)
     assert same.padding == ((0, 1), (1, 2)) and same.output_size == (3, 6)
+
+
+@pytest.mark.parametrize("spatial, pool, stride, dil, pad, expected", [
+    # rows read: {0,1}, {1,2,3}, {3,4,5}, {5,6}
+    ((7, 4), (3, 1), (2, 1), (1, 1), ((1, 1), (0, 0)), [2, 4, 6, 7]),
+    # rows read: {0,1}, {2,3}; row 4 is read by nothing (zeroed after the last row)
+    ((5, 4), (2, 1), (2, 1), (1, 1), ((0, 0), (0, 0)), [2, 4]),
+    # dilation 3 > stride 1: rows {0,3}, {1,4}, {2,5}, {3,6}
+    ((7, 4), (2, 1), (1, 1), (3, 1), ((0, 0), (0, 0)), [4, 5, 6, 7]),
+    # 3-D, depth 2 x height 3 flattened to rows d*3 + h: {0,1,3,4}, {1,2,4,5}
+    ((2, 3, 4), (2, 2, 1), (1, 1, 1), (1, 1, 1), ((0, 0),) * 3, [5, 6]),
+])
+def test_rows_zeroed_before_each_output_row(spatial, pool, stride, dil, pad, expected):
+    """zero_upto[r]: 1 + the last input row read by output rows up to r (the
+    scatter zeroes dx rows below it before scattering row r)."""
+    from numba_pool._rows import row_tables
+
+    g = pool_geometry(spatial, pool, stride, dil, pad, False)
+    assert row_tables(g).zero_upto.tolist() == expected
