@@ -53,6 +53,37 @@ print(warmup._compile_family("float32", {family!r}))
 """
 
 
+# Where one kernel's compile time goes: the forward kernel of the first
+# configuration above, its serial and its parallel build, each alone in a
+# fresh process with an empty cache, split by Numba's compiler passes.
+BREAKDOWN = """
+import time
+import numpy as np, numba_pool as npool
+from numba_pool import _plan
+seen = []
+_plan._run = lambda kernels, args, work: seen.append((kernels, args))
+npool.max_pool2d(np.zeros((8, 32, 32, 16), np.float32), 3, 2, 1)
+(serial, parallel), args = seen[0]
+kernel = {{"serial": serial, "parallel": parallel}}[{build!r}]
+t0 = time.perf_counter()
+kernel(*args, 1)
+total = time.perf_counter() - t0
+passes = kernel.get_metadata(kernel.signatures[0])["pipeline_times"]["nopython"]
+groups = dict(typing=0.0, inlining=0.0, llvm=0.0, parfor=0.0)
+for name, t in passes.items():
+    dt = t.init + t.run + t.finalize
+    if "type_inference" in name:
+        groups["typing"] += dt
+    elif "inline" in name:
+        groups["inlining"] += dt
+    elif "parfor" in name:
+        groups["parfor"] += dt
+    elif "lowering" in name:
+        groups["llvm"] += dt
+print(total, *groups.values())
+"""
+
+
 def _run(code: str, cache: str) -> list[float]:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONUNBUFFERED="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
@@ -60,7 +91,7 @@ def _run(code: str, cache: str) -> list[float]:
     return [float(v) for v in out]
 
 
-def measure() -> tuple[dict, dict]:
+def measure() -> tuple[dict, dict, dict]:
     first_calls = {}
     for name, config in CONFIGS.items():
         with tempfile.TemporaryDirectory() as cache:
@@ -68,16 +99,20 @@ def measure() -> tuple[dict, dict]:
             warm = min((_run(FIRST_CALL.format(config=config), cache) for _ in range(3)),
                        key=sum)
         first_calls[name] = {"cold": cold, "warm": warm}
+    breakdown = {}
+    for build in ("serial", "parallel"):
+        with tempfile.TemporaryDirectory() as cache:
+            breakdown[build] = _run(BREAKDOWN.format(build=build), cache)
     from numba_pool.warmup import FAMILIES
 
     families = {}
     for family in FAMILIES:
         with tempfile.TemporaryDirectory() as cache:
             families[family] = _run(FAMILY.format(family=family), cache)[0]
-    return first_calls, families
+    return first_calls, breakdown, families
 
 
-def report(first_calls: dict, families: dict, machine: str) -> str:
+def report(first_calls: dict, breakdown: dict, families: dict, machine: str) -> str:
     lines = [f"# JIT cost ({machine}, float32)", "",
              "First calls in a fresh process: import, first forward, first backward "
              "(seconds). Cold: empty Numba cache; warm: the cache the cold run filled "
@@ -88,6 +123,15 @@ def report(first_calls: dict, families: dict, machine: str) -> str:
         c, w = r["cold"], r["warm"]
         lines.append(f"| {name} | {c[0]:.2f} | {c[1]:.2f} | {c[2]:.2f} | {c[1] + c[2]:.2f} | "
                      f"{sum(w):.2f} |")
+    lines += ["", "Where one kernel's compile time goes: the forward kernel of the first "
+              "configuration, serial and parallel build, each alone in a fresh process with an "
+              "empty cache (seconds; typing includes compiling the functions it calls; "
+              "parfor = building and compiling the parallel loop body):", "",
+              "| build | first call | typing | Numba inlining | lowering + LLVM | parfor |",
+              "|---|---|---|---|---|---|"]
+    for build, (total, typing, inlining, llvm, parfor) in breakdown.items():
+        lines.append(f"| {build} | {total:.2f} | {typing:.2f} | {inlining:.2f} | {llvm:.2f} | "
+                     f"{parfor:.2f} |")
     lines += ["", "Compile time per kernel family (`python -m numba_pool warmup` compiles all of "
               "them, serial and parallel builds, in parallel processes), one fresh process and "
               "empty cache each:", "", "| family | seconds |", "|---|---|"]
@@ -98,8 +142,8 @@ def report(first_calls: dict, families: dict, machine: str) -> str:
 def main() -> None:
     from report import cpu_model
 
-    first_calls, families = measure()
-    text = report(first_calls, families, f"{cpu_model()}, {os.cpu_count()} cores")
+    first_calls, breakdown, families = measure()
+    text = report(first_calls, breakdown, families, f"{cpu_model()}, {os.cpu_count()} cores")
     (HERE / "jit.md").write_text(text)
     print(text)
 

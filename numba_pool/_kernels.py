@@ -424,9 +424,9 @@ def backward_kernels(KW: int, SW: int, DW: int, NC: int):
 
 
 @njit(inline="always")
-def _scatter_columns(dy, off, dx, ob0, xrow, C, c0, c1, cstart, clo, chi, tap_a, tap_i, tap_j,
+def _scatter_columns(dy, off, dx, ob0, xrow, C, cstart, clo, chi, tap_a, tap_i, tap_j,
                      delta, a0, a1, i0, i1, K, owa, owb, checked, HALF, DEPTH):
-    """Output columns [owa, owb) of one output row, channels [c0, c1).
+    """Output columns [owa, owb) of one output row, every channel.
 
     ``xrow``: flat index of input (row tap 0, column 0, channel 0), possibly
     negative in the padding.  ``checked``: test each winner's tap against
@@ -454,7 +454,7 @@ def _scatter_columns(dy, off, dx, ob0, xrow, C, c0, c1, cstart, clo, chi, tap_a,
         j0 = clo[ow]
         j1 = chi[ow]
         base = xrow + cstart[ow] * C
-        for c in range(c0, c1):
+        for c in range(C):
             t = np.int64(off[U(ob + c)])
             if t < K:
                 if checked:
@@ -470,23 +470,18 @@ def _scatter_columns(dy, off, dx, ob0, xrow, C, c0, c1, cstart, clo, chi, tap_a,
 
 
 @njit(inline="always")
-def _zero_rows(dx, xb, p0, p1, W, C, c0, c1):
-    """dx rows ``p0 <= p < p1`` of the image starting at ``xb``, channels [c0, c1), zeroed."""
+def _zero_rows(dx, xb, p0, p1, WC):
+    """dx rows ``p0 <= p < p1`` (of ``WC`` elements) of the image starting at ``xb``, zeroed."""
     zero = dx.dtype.type(0)
-    if c0 == 0 and c1 == C:
-        for q in range(U(xb + p0 * W * C), U(xb + p1 * W * C)):
-            dx[q] = zero
-    else:
-        for p in range(p0 * W, p1 * W):
-            for c in range(c0, c1):
-                dx[U(xb + p * C + c)] = zero
+    for q in range(U(xb + p0 * WC), U(xb + p1 * WC)):
+        dx[q] = zero
 
 
 @njit(inline="always")
-def _scatter_image(dy, off, dx, b, c0, c1, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
+def _scatter_image(dy, off, dx, b, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
                    zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, HALF,
                    DEPTH):
-    """dx of image ``b``, channels [c0, c1): add every dy element to its
+    """dx of image ``b``: add every dy element to its
     winner, output positions in row-major order (PyTorch's order), each dx
     row zeroed just before the first output row that reads it (one pass over
     dx while it is in cache, not a zeroing pass over the image first)."""
@@ -494,7 +489,7 @@ def _scatter_image(dy, off, dx, b, c0, c1, P, R, W, Wo, C, first, full, a_lo, a_
     zeroed = 0
     for r in range(R):
         if zero_upto[r] > zeroed:
-            _zero_rows(dx, xb, zeroed, zero_upto[r], W, C, c0, c1)
+            _zero_rows(dx, xb, zeroed, zero_upto[r], W * C)
             zeroed = zero_upto[r]
         ob0 = (b * R + r) * Wo * C
         xrow = xb + first[r] * W * C
@@ -504,10 +499,10 @@ def _scatter_image(dy, off, dx, b, c0, c1, P, R, W, Wo, C, first, full, a_lo, a_
         for part in range(3 if whole else 1):
             owa = 0 if part == 0 else (cia if part == 1 else cib)
             owb = Wo if not whole else (cia if part == 0 else (cib if part == 1 else Wo))
-            _scatter_columns(dy, off, dx, ob0, xrow, C, c0, c1, cstart, clo, chi, tap_a, tap_i,
+            _scatter_columns(dy, off, dx, ob0, xrow, C, cstart, clo, chi, tap_a, tap_i,
                              tap_j, delta, a_lo[r], a_hi[r], i_lo[r], i_hi[r], K, owa, owb,
                              part != 1, HALF, DEPTH)
-    _zero_rows(dx, xb, zeroed, P, W, C, c0, c1)  # rows no window reads
+    _zero_rows(dx, xb, zeroed, P, W * C)  # rows no window reads
 
 
 @functools.lru_cache(maxsize=None)
@@ -515,12 +510,18 @@ def scatter_kernels(HALF: int, DEPTH: int):
     """(serial, parallel) backward kernels for overlapping windows.
 
     Each work item is one image (channels-first memory: one (n, c) plane,
-    C = 1) or, when there are fewer images than chunks, one block of an
-    image's channels: items never share a dx element, so there are no
-    races, and within an item the sums run in output order, as PyTorch's
-    scatter does.  ``delta[t]`` is tap ``t``'s offset from tap 0 in input
-    elements (of one channel); ``tap_a``/``tap_i``/``tap_j`` its depth,
-    height and width index.  ``HALF``: float16 data held in float32, every
+    C = 1): items never share a dx element, so there are no races, and
+    within an item the sums run in output order, as PyTorch's scatter does.
+    Splitting an image's channels between threads when images are fewer than
+    threads was measured and dropped: each block streams the whole image, so
+    at 2 threads it was slower in five of six single-image cases (NHWC
+    1x40x40x64 float64 k7 s7: 87 us in 4 blocks, 18 us as one item;
+    1x224x224x64 k3 s2: 2.9 ms vs 1.1 ms) and 11 % faster in one
+    (1x20x20x512 k5 s1).
+
+    ``delta[t]`` is tap ``t``'s offset from tap 0 in input elements (of one
+    channel); ``tap_a``/``tap_i``/``tap_j`` its depth, height and width
+    index.  ``HALF``: float16 data held in float32, every
     sum rounded to float16.  ``DEPTH``: 3-D windows (check depth taps too).
     """
 
@@ -528,21 +529,17 @@ def scatter_kernels(HALF: int, DEPTH: int):
     def serial(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto,
                cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
         for b in range(B):
-            _scatter_image(dy, off, dx, b, 0, C, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo,
-                           i_hi, zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia,
-                           cib, HALF, DEPTH)
+            _scatter_image(dy, off, dx, b, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
+                           zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib,
+                           HALF, DEPTH)
 
     @njit(parallel=True, **_OPTS)
     def parallel(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto,
                  cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
-        # channel blocks of at least 16 channels when images are too few
-        blocks = max(1, min(C // 16, -(-nchunks // B)))
-        for item in prange(B * blocks):
-            b = item // blocks
-            k = item - b * blocks
-            _scatter_image(dy, off, dx, b, k * C // blocks, (k + 1) * C // blocks, P, R, W, Wo,
-                           C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto, cstart, clo, chi,
-                           tap_a, tap_i, tap_j, delta, K, cia, cib, HALF, DEPTH)
+        for b in prange(B):
+            _scatter_image(dy, off, dx, b, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
+                           zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib,
+                           HALF, DEPTH)
 
     return serial, parallel
 

@@ -79,12 +79,21 @@ def test_grid_cells_report_and_heat_map(tmp_path):
     cells = grid.cells()
     assert len(cells) == len({c.key for c in cells}) == 896
     assert {c.layout for c in cells} == {"NCHW", "NHWC"} and {c.channels for c in cells} == {1, 3, 64, 512}
-    fake = {(lib, t): {c.key: {"fwd": 1.0, "bwd": 2.0 if lib == "numba_pool" else 1.0}
+    fake = {(lib, t): {c.key: {"fwd": 1.0, "bwd": 2.0 if lib == "numba_pool" else 1.0,
+                               "out": 1000}
                        for c in cells}
             for lib in ("numba_pool", "pytorch") for t in (1, 2)}
+    for t in (1, 2):  # 1 GB/s: every realistic floor is far above 2 ms, so nothing misses
+        fake[("numba_pool", t)][grid.BANDWIDTH] = {"read_gbs": 1.0, "write_gbs": 1.0}
     rows = grid.ratios(fake, [1, 2], quick=False)
     text = grid.report(rows, [1, 2], "test machine")
-    assert "- realistic bwd: median 2.00×, worst 2.00×, 896 of 896 above 0.5×" in text
+    assert ("- realistic bwd: median 2.00×, worst 2.00×, 896 of 896 above 0.5×, 0 of them "
+            "also above 1.3× the floor") in text
+    assert "## realistic size: worst 40 of 1792 (0 miss the target)" in text
+    for t in (1, 2):  # 1000 TB/s: the floor is ~0, every cell (all above 0.5x) misses
+        fake[("numba_pool", t)][grid.BANDWIDTH] = {"read_gbs": 1e6, "write_gbs": 1e6}
+    text = grid.report(grid.ratios(fake, [1, 2], quick=False), [1, 2], "test machine")
+    assert "## realistic size: worst 40 of 1792 (1792 miss the target)" in text
     assert "- small fwd: median 1.00×, worst 1.00×, 0 of 896 above 1.0×" in text
     grid.heat_map(rows, tmp_path / "grid.png", [1, 2])
     assert (tmp_path / "grid.png").stat().st_size > 10_000
