@@ -207,9 +207,10 @@ bandwidth line of each table):
   overhead (about 4 us per call, through a cached per-configuration plan),
   comparable to PyTorch's dispatcher: the forward ratio sits around 1.0x.
 - **Few-channel backward** (seed: 3 channels, 28-pixel images; nchw): both
-  libraries now do the same work — zero `dx`, then one scattered addition per
-  window (numba_pool's scatter kernel) — so the ratio sits near 1.0x; the
-  remaining difference is per-call overhead on 0.07-0.15 ms calls.
+  libraries do the same work, one scattered addition per window into a zeroed
+  `dx` (numba_pool zeroes each dx row just before the first window that adds to
+  it), so the ratio cannot fall far below 1.0x; on 0.06-0.15 ms calls the
+  Python per-call overhead is a visible part of it.
 - **Cold JIT** compiles per dtype and window family (a forward and a backward
   kernel, serial or parallel, for the first call); bench/jit.md has the times.
   The on-disk cache removes it from every later process, and
