@@ -35,6 +35,17 @@ def _divide(s, r, ow, rf1, rf2, cf, override, adaptive):
     return s / (rf1[r] * cf[ow])
 
 
+@njit(inline="always")
+def _divide_channel(s, r, ow, c, rf1, rf2, cf, override, adaptive, lanes):
+    """:func:`_divide` for channel ``c`` of channels-last data: the first
+    ``lanes`` channels of an adaptive window are divided once by the window's
+    size, as PyTorch's vectorised channels-last kernel does for the channels
+    its SIMD vectors cover (the rest in turn by each axis's length)."""
+    if adaptive and override <= 0 and c < lanes:
+        return s / (rf1[r] * rf2[r] * cf[ow])
+    return _divide(s, r, ow, rf1, rf2, cf, override, adaptive)
+
+
 PLANE_SHARES = 1 << 16  # largest plane (outputs) whose backward shares are divided once
 # Planes summed side by side by the global-pooling forward (channels-first
 # memory).  Each plane is still summed element by element; 8 interleaved sums
@@ -90,7 +101,7 @@ def global_plane_kernels():
 
 @njit(inline="always")
 def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-              rf1, rf2, cf, override, adaptive, item_lo, item_hi):
+              rf1, rf2, cf, override, adaptive, lanes, item_lo, item_hi):
     """Output rows ``item_lo <= b * R + r < item_hi``.  Each output sums into
     its own accumulator, row taps in order and, within one, columns in
     order: every window's row-major order.  One channel (channels-first
@@ -159,7 +170,11 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
                     d1 = rf1[r]
                     d2 = rf2[r]
                     d3 = cf[ow]
-                    for c in range(Cu):
+                    m = U(min(lanes, C))
+                    dv = d1 * d2 * d3  # the first `lanes` channels: see _divide_channel
+                    for c in range(m):
+                        y[ob + c] = acc[ab + c] / dv
+                    for c in range(m, Cu):
                         y[ob + c] = acc[ab + c] / d1 / d2 / d3
                 else:
                     d = rf1[r] * cf[ow]
@@ -169,7 +184,8 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
 
 @njit(inline="always")
 def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw,
-                       sw, cia, cib, rf1, rf2, cf, override, adaptive, whole, item_lo, item_hi):
+                       sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, item_lo,
+                       item_hi):
     """dx rows ``item_lo <= b * P + p < item_hi``: zero, then add the share
     of every window reading the row, output rows (then columns) in order.
 
@@ -224,8 +240,8 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                 for ow in range(Wo):
                     for c in range(C):
                         q = ow * C + c
-                        share[q] = _divide(dy[yr + U(q)], r, ow, rf1, rf2, cf, override,
-                                           adaptive)
+                        share[q] = _divide_channel(dy[yr + U(q)], r, ow, c, rf1, rf2, cf,
+                                                   override, adaptive, lanes)
             if C == 1:
                 # edge (or adaptive) columns one after the other; interior columns taps
                 # last to first: each element still receives its columns in order
@@ -257,16 +273,16 @@ def avg_forward_kernels():
 
     @njit(**_SERIAL_OPTS)
     def serial(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-               rf1, rf2, cf, override, adaptive, nitems, nchunks):
+               rf1, rf2, cf, override, adaptive, lanes, nitems, nchunks):
         _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                  rf1, rf2, cf, override, adaptive, 0, nitems)
+                  rf1, rf2, cf, override, adaptive, lanes, 0, nitems)
 
     @njit(parallel=True, **_OPTS)
     def parallel(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                 rf1, rf2, cf, override, adaptive, nitems, nchunks):
+                 rf1, rf2, cf, override, adaptive, lanes, nitems, nchunks):
         for chunk in prange(nchunks):
             _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia,
-                      cib, rf1, rf2, cf, override, adaptive, chunk * nitems // nchunks,
+                      cib, rf1, rf2, cf, override, adaptive, lanes, chunk * nitems // nchunks,
                       (chunk + 1) * nitems // nchunks)
 
     return serial, parallel
@@ -278,16 +294,17 @@ def avg_backward_kernels():
 
     @njit(**_SERIAL_OPTS)
     def serial(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
-               cib, rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
+               cib, rf1, rf2, cf, override, adaptive, lanes, whole, nitems, nchunks):
         _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw,
-                           kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, whole, 0, nitems)
+                           kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, 0,
+                           nitems)
 
     @njit(parallel=True, **_OPTS)
     def parallel(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
-                 cib, rf1, rf2, cf, override, adaptive, whole, nitems, nchunks):
+                 cib, rf1, rf2, cf, override, adaptive, lanes, whole, nitems, nchunks):
         for chunk in prange(nchunks):
             _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw,
-                               kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, whole,
+                               kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole,
                                chunk * nitems // nchunks, (chunk + 1) * nitems // nchunks)
 
     return serial, parallel

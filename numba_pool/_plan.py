@@ -155,8 +155,8 @@ class MaxPlan(Shapes):
         if ((any(a.overlapping for a in geom.axes) and not width_only_overlap)
                 or taps >= SCATTER_MIN_TAPS
                 or (few_channels and (small_image or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
-            # Scatter in output order: the work is one pass over dy (and a
-            # zeroing pass over dx), whatever the window size.
+            # Scatter in output order: the work is one pass over dy (and dx
+            # rows zeroed as the scatter reaches them), whatever the window size.
             self.backward_kind = "scatter"
             self.bwd = _kernels.scatter_kernels(int(self.dtype == np.float16),
                                                 int(geom.rank == 3))
@@ -226,7 +226,7 @@ class AvgPlan(Shapes):
     """Kernels and arguments of one average pooling configuration."""
 
     def __init__(self, in_shape, dtype, geom: PoolGeometry, lay: Layout, memory: str,
-                 count_include_pad: bool, divisor_override: int | None):
+                 count_include_pad: bool, divisor_override: int | None, lanes: int = 0):
         from . import _avg_kernels
 
         super().__init__(in_shape, geom, lay, memory)
@@ -266,14 +266,14 @@ class AvgPlan(Shapes):
             self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, cl.start,
                               cl.lo, cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
                               cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
-                              B * rows.R)
+                              lanes, B * rows.R)
         self.bwd = _avg_kernels.avg_backward_kernels()
         # the whole-image backward fills each image as one row of P * W elements
         P_b, W_b = (1, rows.P * W) if self.whole else (rows.P, W)
         self.bwd_const = (P_b, rows.R, W_b, Wo, C, rows.cover_ptr, rows.cover_out, cl.start,
                           cl.lo, cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
                           cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
-                          self.whole, B * P_b)
+                          lanes, self.whole, B * P_b)
         taps = geom.window_elements
         self.fwd_work = B * rows.R * Wo * C * taps + B * rows.P * W * C
         self.bwd_work = self.fwd_work
@@ -288,5 +288,10 @@ class AvgPlan(Shapes):
 
 
 @functools.lru_cache(maxsize=256)
-def avg_plan(in_shape, dtype, geom, lay, memory, count_include_pad, divisor_override) -> AvgPlan:
-    return AvgPlan(in_shape, dtype, geom, lay, memory, count_include_pad, divisor_override)
+def avg_plan(in_shape, dtype, geom, lay, memory, count_include_pad, divisor_override,
+             lanes: int = 0) -> AvgPlan:
+    """The (cached) plan of one average pooling configuration.  ``lanes``:
+    channels-last adaptive pooling only, the leading channels divided once by
+    the window's size (``numba_pool.torch``, to match PyTorch's vectorised
+    kernel; 0 for the NumPy API)."""
+    return AvgPlan(in_shape, dtype, geom, lay, memory, count_include_pad, divisor_override, lanes)

@@ -25,9 +25,9 @@ __all__ = [
 ]
 
 
-def _forward(x, geom: PoolGeometry, lay, out, cip: bool, override):
+def _forward(x, geom: PoolGeometry, lay, out, cip: bool, override, lanes: int = 0):
     memory = lay.memory_of(x) or lay.natural
-    plan = avg_plan(x.shape, x.dtype, geom, lay, memory, cip, override)
+    plan = avg_plan(x.shape, x.dtype, geom, lay, memory, cip, override, lanes)
     xp = lay.to_physical(x, memory).astype(plan.cdtype, copy=False)
     yp, user = kernel_buffer(out, plan.out_shape, plan.phys_out, plan.rdtype, plan.cdtype, lay,
                              memory, {"x": x})
@@ -44,7 +44,8 @@ def _input_shape(input_shape, rank: int) -> tuple:
     return tuple(int(n) for n in input_shape)
 
 
-def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override):
+def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override,
+              lanes: int = 0):
     dy_in = dy
     dy = as_input_array(dy, "dy")
     n, c, _ = lay.split(input_shape)
@@ -52,7 +53,7 @@ def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override
     if dy.shape != y_shape:
         raise ValueError(f"dy has shape {dy.shape}, expected {y_shape} (the shape of y)")
     memory = lay.memory_of(dy) or lay.natural
-    plan = avg_plan(tuple(input_shape), dy.dtype, geom, lay, memory, cip, override)
+    plan = avg_plan(tuple(input_shape), dy.dtype, geom, lay, memory, cip, override, lanes)
     dyp = lay.to_physical(dy, memory).astype(plan.cdtype, copy=False)
     dxp, user = kernel_buffer(out, plan.in_shape, plan.phys_in, plan.rdtype, plan.cdtype, lay,
                               memory, {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy})

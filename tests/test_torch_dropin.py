@@ -154,6 +154,29 @@ def test_adaptive_bitwise(op, case, data):
         same(grads(y, xo, g), grads(ty, xt, g), "dx")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channels_last_adaptive_average_divides_as_pytorch(no_fallback, dtype):
+    """PyTorch's channels-last adaptive average pooling divides the channels its
+    SIMD vectors cover once by kh * kw and the rest by kh, then kw (found by the
+    hypothesis test above: 23 / 3 / 3 and 23 / 9 differ in float64).  Channel
+    counts around every vector width, windows of 1-3 rows and columns, integer
+    data (exact sums) so only the division decides the bits."""
+    from numba_pool.torch._ops import simd_width
+
+    assert simd_width(dtype, False) in (0, 1, 2, 4, 8, 16, 32, 64)
+    gen = torch.Generator().manual_seed(0)
+    for channels in (1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33):
+        x = torch.randint(-4, 5, (2, channels, 7, 10), generator=gen).to(dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        for size in ((2, 3), (3, 4), (5, 7)):
+            xo, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
+            y, ty = nt.adaptive_avg_pool2d(xo, size), F.adaptive_avg_pool2d(xt, size)
+            same(y, ty, f"y, {channels} channels, {size}")
+            g = torch.randint(-40, 41, ty.shape, generator=gen).to(dtype)
+            g = g.contiguous(memory_format=torch.channels_last)
+            same(grads(y, xo, g), grads(ty, xt, g), f"dx, {channels} channels, {size}")
+
+
 @settings(max_examples=40)
 @given(cases("max"), st.booleans())
 def test_max_unpool_bitwise(case, give_size):
