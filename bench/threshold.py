@@ -10,28 +10,22 @@ the threshold can be re-checked on any machine:
 
 from __future__ import annotations
 
-import time
+import os
+import sys
 
 import numpy as np
 
 import numba_pool as npool
 from numba_pool import _threading
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
+
 CONFIGS = [
     ("NHWC C=16 k2s2", lambda s: (1, s, s, 16), dict(pool_size=2, data_format="NHWC")),
     ("NHWC C=3 k3s2p1", lambda s: (1, s, s, 3), dict(pool_size=3, strides=2, padding=1)),
     ("NCHW C=8 k2s2", lambda s: (1, 8, s, s), dict(pool_size=2, data_format="NCHW")),
 ]
-
-
-def _median_us(fn, repeat=301):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e6
 
 
 def main() -> None:
@@ -50,9 +44,9 @@ def main() -> None:
                 for op, fn in (("fwd", lambda: npool.max_pool2d(x, **kw)),
                                ("bwd", lambda: npool.max_pool2d_backward(dy, am))):
                     _threading.PARALLEL_MIN_WORK = 2**62
-                    serial = _median_us(fn)
+                    serial = median_ms(fn, 301) * 1e3
                     _threading.PARALLEL_MIN_WORK = 0
-                    parallel = _median_us(fn)
+                    parallel = median_ms(fn, 301) * 1e3
                     mark = "  <- parallel wins" if parallel < serial else ""
                     print(f"{work:>9} {op:>4} {serial:>10.1f} {parallel:>12.1f}{mark}")
     finally:

@@ -22,8 +22,10 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BATCH, SIDE = 32, 112
@@ -73,13 +75,9 @@ def worker(layout: str, threads: int, pooling: str, steps: int) -> dict:
         loss.backward()
         opt.step()
 
-    for _ in range(3):
+    for _ in range(2):  # three warm-up steps with median_ms's own
         step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    step_ms = median_ms(step, steps)
     from torch.profiler import ProfilerActivity, profile
 
     pool_ms = []
@@ -91,7 +89,7 @@ def worker(layout: str, threads: int, pooling: str, steps: int) -> dict:
         ids = {id(e) for e in events}
         top = [e for e in events if e.cpu_parent is None or id(e.cpu_parent) not in ids]
         pool_ms.append(sum(e.cpu_time_total for e in top) / 1000)
-    return {"step_ms": statistics.median(times) * 1000, "pool_ms": statistics.median(pool_ms)}
+    return {"step_ms": step_ms, "pool_ms": statistics.median(pool_ms)}
 
 
 def run_cell(layout, threads, pooling, steps) -> dict:
