@@ -23,12 +23,14 @@ test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.bench-installed
-	$(PY) bench/report.py   # the fixed cases (pytest-benchmark) -> bench/results.md
 	$(PY) bench/grid.py     # the parameter grid, 1 and 2 threads -> bench/grid.md, grid.png
 	$(PY) bench/jit.py      # cold/warm first calls, compile time per family -> bench/jit.md
 	$(PY) bench/family.py   # 1-D/3-D, average, adaptive and global pooling vs PyTorch -> bench/family.md
 	$(PY) bench/torch_step.py  # a training step, PyTorch's pooling vs numba_pool.torch -> bench/torch_step.md
 	$(PY) bench/dask_zarr.py   # 8 GB Zarr arrays, numba_pool.dask vs dask.array.coarsen -> bench/dask_zarr.md
+	# Last: the fixed cases (pytest-benchmark), then bench/results.md with every
+	# report above (each stamped with the time it was written).
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .benchmarks bench/.raw

@@ -7,6 +7,11 @@ prints and writes a table per case and op: milliseconds (median) for each
 implementation, the ratio to PyTorch, the achieved GB/s and the ratio to the
 bandwidth floor.  It also measures the JIT cost a user feels and draws
 bench/results.png.
+
+`make bench` runs this script last: results.md then also carries the other
+reports of the run (grid summary and heat map, JIT, family, training step,
+Dask), each with the time its file was written, so one file shows every
+number of one `make bench`.
 """
 
 from __future__ import annotations
@@ -218,6 +223,57 @@ bandwidth line of each table):
 """
 
 
+# The other reports `make bench` writes before this script, and how much of each
+# results.md repeats: the lines up to and including the first `head` table rows
+# (None: all of it).  Their own files keep everything.
+OTHER_REPORTS = [
+    ("grid.md", 12, "grid.png"),
+    ("jit.md", None, None),
+    ("family.md", 16, None),
+    ("torch_step.md", None, None),
+    ("dask_zarr.md", None, None),
+]
+
+
+def other_reports() -> list[str]:
+    """The sections of the run's other reports, each headed by its file and
+    the time it was written (a stale file shows as an old time)."""
+    out = ["\n## The rest of this `make bench` run\n"]
+    for name, head, image in OTHER_REPORTS:
+        path = HERE / name
+        if not path.exists():
+            out.append(f"\n### {name}: **missing** (its script did not run)\n")
+            continue
+        written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+        lines = path.read_text().splitlines()
+        title = lines[0].lstrip("# ").strip() if lines and lines[0].startswith("#") else name
+        body = excerpt(lines[1:], head)
+        out.append(f"\n### {title}\n\nFrom [{name}]({name}), written {written}"
+                   + (" (first rows of each table; the file has all of them)" if head else "")
+                   + ".\n")
+        out += [("#" + ln) if ln.startswith("#") else ln for ln in body]
+        if image and (HERE / image).exists():
+            out.append(f"\n![{name} heat map]({image})\n")
+    return out
+
+
+def excerpt(lines: list[str], head: int | None) -> list[str]:
+    """``lines`` with every markdown table cut to its header and first
+    ``head`` rows (all rows when ``head`` is None)."""
+    if head is None:
+        return lines
+    out, rows = [], 0
+    for ln in lines:
+        if ln.startswith("|"):
+            rows += 1
+            if rows > head + 2:  # header and separator lines, then rows
+                continue
+        else:
+            rows = 0
+        out.append(ln)
+    return out
+
+
 def chart(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -284,6 +340,7 @@ def main() -> None:
     text = "\n".join(header + table + target_lines(rows, jit)) + "\n"
     text += WHY
     text += "\n![ratio to PyTorch](results.png)\n"
+    text += "\n".join(other_reports()) + "\n"
     (HERE / "results.md").write_text(text)
     chart(rows, HERE / "results.png")
     print(text)

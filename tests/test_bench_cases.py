@@ -97,3 +97,24 @@ def test_grid_cells_report_and_heat_map(tmp_path):
     assert "- small fwd: median 1.00×, worst 1.00×, 0 of 896 above 1.0×" in text
     grid.heat_map(rows, tmp_path / "grid.png", [1, 2])
     assert (tmp_path / "grid.png").stat().st_size > 10_000
+
+
+def test_results_md_carries_the_other_reports(tmp_path, monkeypatch):
+    """bench/report.py embeds every other report of the run, tables cut to
+    their first rows where asked, and says loudly when one is missing."""
+    import report
+
+    (tmp_path / "grid.md").write_text(
+        "# Grid title\n\ntext\n\n| a | b |\n|---|---|\n" + "".join(f"| {i} | x |\n" for i in range(30))
+        + "\nafter\n\n## section\n\n| c |\n|---|\n| 1 |\n")
+    (tmp_path / "grid.png").write_bytes(b"png")
+    (tmp_path / "jit.md").write_text("# JIT\n\n| s |\n|---|\n" + "| 1 |\n" * 20)
+    monkeypatch.setattr(report, "HERE", tmp_path)
+    text = "\n".join(report.other_reports())
+    assert "### Grid title" in text and "From [grid.md](grid.md), written " in text
+    assert "| 11 | x |" in text and "| 12 | x |" not in text  # 12 rows of 30 kept
+    assert "after" in text and "### section" in text and "| 1 |" in text
+    assert "![grid.md heat map](grid.png)" in text
+    assert text.count("| 1 |\n") == 1 + 20  # jit.md kept whole
+    for name in ("family.md", "torch_step.md", "dask_zarr.md"):
+        assert f"### {name}: **missing** (its script did not run)" in text
