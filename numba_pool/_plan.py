@@ -90,6 +90,12 @@ def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int
     (2 and 3 on every axis) on float32/float64 data are specialised: with
     many channels for any stride/dilation, with 1-4 channels (channels-first
     data, RGB images) for unit width dilation and width strides 1, 2 or k.
+
+    The 1-4 channel keys are the most numerous (most of the suite's compile
+    time) but were kept: on 16x256x256xC float32 at 1 thread the generic
+    kernel's forward is 3-8x slower (C=1 k2 s2: 2.8 vs 0.34 ms; C=4 k3 s1
+    p1: 36 vs 7.0 ms), and 2-4 channels are common in microscopy and
+    satellite scenes.
     """
     if geom.adaptive or dtype not in _SPECIAL_DTYPES:
         return (0, 0, 0, 0, 0, 0)
