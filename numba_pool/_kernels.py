@@ -125,15 +125,17 @@ def _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, 
             take = (v > cur) | (v != v)
             colv[q] = v if take else cur
             colt[q] = ti if take else colt[q]
+    # Whole windows, evenly spaced, one channel or adjacent ones: vectorised
+    # over columns (and channels); every other column one by one.  Each
+    # helper has one call site: inlined code is typed once per site, and
+    # compile time is a first call's cost.
     sw = cstart[a + 1] - cstart[a] if e - a >= 2 else 0
-    if e - a >= 2 and (C == 1 or (sw == 1 and C < VECTOR_MIN_CHANNELS)):
-        # whole windows, evenly spaced, one channel or adjacent: vectorised
-        # over columns (and channels)
-        _window_columns(y, off, yb, colv, colt, cstart[a], sw, dw, kw, a, e, C)
-        _channel_columns(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, owa, a, C)
-        _channel_columns(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, e, owb, C)
-    else:
-        _channel_columns(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, owa, owb, C)
+    if not (e - a >= 2 and (C == 1 or (sw == 1 and C < VECTOR_MIN_CHANNELS))):
+        a = e = owb
+    _window_columns(y, off, yb, colv, colt, cstart[a] if e > a else 0, sw, dw, kw, a, e, C)
+    for part in range(2):
+        lo, hi = (owa, a) if part == 0 else (e, owb)
+        _channel_columns(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, lo, hi, C)
 
 
 @njit(inline="always")
@@ -141,7 +143,16 @@ def _channel_columns(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, owa, owb,
     """Phase B, output columns ``owa <= ow < owb`` one by one: vectorised
     over channels, or with one channel each window's maximum in registers."""
     if C == 1:
-        _column_registers(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, owa, owb)
+        for ow in range(owa, owb):
+            j0 = clo[ow]
+            q = U(cstart[ow] + j0 * dw)
+            best = colv[q]
+            bt = np.int64(colt[q]) + j0
+            for j in range(j0 + 1, chi[ow]):
+                q = U(cstart[ow] + j * dw)
+                best, bt = _better(colv[q], np.int64(colt[q]) + j, best, bt)
+            y[U(yb + ow)] = best
+            off[U(yb + ow)] = bt
         return
     Cu = U(C)
     for ow in range(owa, owb):
@@ -204,22 +215,6 @@ def _window_columns(y, off, yb, colv, colt, q0, sw, dw, kw, owa, owb, C):
             take = _takes(v, t, cur, ct)
             y[ob + m] = v if take else cur
             off[ob + m] = t if take else ct
-
-
-@njit(inline="always")
-def _column_registers(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, owa, owb):
-    """Phase B, one channel, output columns ``owa <= ow < owb`` one by one,
-    each window's maximum in registers."""
-    for ow in range(owa, owb):
-        j0 = clo[ow]
-        q = U(cstart[ow] + j0 * dw)
-        best = colv[q]
-        bt = np.int64(colt[q]) + j0
-        for j in range(j0 + 1, chi[ow]):
-            q = U(cstart[ow] + j * dw)
-            best, bt = _better(colv[q], np.int64(colt[q]) + j, best, bt)
-        y[U(yb + ow)] = best
-        off[U(yb + ow)] = bt
 
 
 @njit(inline="always")
