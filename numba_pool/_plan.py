@@ -33,6 +33,12 @@ SCATTER_MIN_TAPS = 25
 _SPECIAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+# The generic max forward keeps each element's winning tap as an int32 (64-bit
+# taps made it 1.5-1.8x slower), so one window must hold fewer than 2**31
+# elements (a 46341 x 46341 plane).
+MAX_WINDOW_ELEMENTS = 1 << 31
+
+
 def offsets_dtype(window_elements: int) -> np.dtype:
     """Smallest unsigned dtype that holds every tap index of a window."""
     for dt in (np.uint8, np.uint16, np.uint32):
@@ -133,6 +139,11 @@ class MaxPlan(Shapes):
         super().__init__(in_shape, geom, lay, memory)
         self.dtype = np.dtype(dtype)
         self.cdtype = compute_dtype(self.dtype)
+        if geom.window_elements >= MAX_WINDOW_ELEMENTS:
+            name = "output_size" if geom.adaptive else "pool_size"
+            raise ValueError(
+                f"{name}: a window of {geom.window_elements} elements; max pooling supports "
+                f"windows of fewer than 2**31 elements")
         self.odtype = offsets_dtype(geom.window_elements)
         rows = row_tables(geom)
         cl = geom.cols

@@ -202,3 +202,25 @@ def test_backward_out_may_not_alias_the_argmax():
     with pytest.raises(ValueError, match="out must not share memory with argmax"):
         npool.max_pool2d_backward(np.ones(y.shape, np.uint8), am, out=am.offsets)
     assert_same_bits(am.offsets, before)  # nothing was written
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda x: npool.max_pool2d(x, 46341), "pool_size"),
+    (lambda x: npool.adaptive_max_pool2d(x, 1), "output_size"),
+    (lambda x: npool.max_pool3d(np.empty((1, 1291, 1291, 1291, 1), np.int8), 1291),
+     "pool_size"),
+    (lambda x: npool.max_pool2d(np.empty((1, 32768, 65536, 1), np.int8), (32768, 65536)),
+     "pool_size"),  # exactly 2**31
+])
+def test_windows_of_2_31_elements_or_more_are_refused(call, name):
+    """The generic max forward keeps winning taps as int32: a window of 2**31
+    or more elements is a clear ValueError, never a wrong argmax.  x is never
+    touched (np.empty: no memory is written before the check).  (A 1-D
+    window is already limited to 2**31 - 1 by pool_size's own check.)"""
+    x = np.empty((1, 46341, 46341, 1), np.int8)  # 2**31 + 4281 elements
+    with pytest.raises(ValueError, match=f"^{name}: a window of (2147488281|2151685171|2147483648) "
+                                         "elements; max pooling supports windows of fewer "
+                                         "than 2\\*\\*31"):
+        call(x)
+    small = np.zeros((1, 3, 3, 1), np.int8)  # the limit is on the window, not reached here
+    assert npool.max_pool2d(small, 3)[0].item() == 0
