@@ -540,3 +540,33 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_windows_numba_pool_refuses_go_to_pytorch(monkeypatch):
+    """Max pooling windows of 2**31 elements or more raise in numba_pool (int32
+    taps); numba_pool.torch hands them to PyTorch instead.  The limit is
+    lowered here so that the test needs no 8 GB tensor."""
+    from numba_pool import _plan
+
+    assert nf.MAX_WINDOW_ELEMENTS == _plan.MAX_WINDOW_ELEMENTS == 2**31
+    monkeypatch.setattr(nf, "MAX_WINDOW_ELEMENTS", 9)
+    x = _seeded((2, 3, 9, 9))
+    assert not nt.handled(nt.max_pool2d, x, 3)             # 9 elements: PyTorch's
+    assert nt.handled(nt.max_pool2d, x, (2, 4))            # 8: ours
+    assert not nt.handled(nt.max_pool3d, x[:, None], (1, 3, 3))
+    assert not nt.handled(nt.adaptive_max_pool2d, x, 3)    # 3x3 windows
+    assert nt.handled(nt.adaptive_max_pool2d, x, (3, 9))   # 3x1 windows
+    for got, want in [(nt.max_pool2d(x, 3, return_indices=True),
+                       F.max_pool2d(x, 3, return_indices=True)),
+                      (nt.adaptive_max_pool2d(x, 3, True), F.adaptive_max_pool2d(x, 3, True))]:
+        for a, b in zip(got, want):
+            same(a, b, "fallback")
+
+
+def test_adaptive_window_bound_covers_pytorchs_windows():
+    for n in range(1, 60):
+        for out in range(1, n + 1):
+            longest = max(-(-(i + 1) * n // out) - i * n // out for i in range(out))
+            bound = nf._adaptive_window_bound(n, out)
+            assert longest <= bound, (n, out)
+            assert bound == longest or n % out != 0, (n, out)

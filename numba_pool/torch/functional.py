@@ -3,7 +3,8 @@
 Same signatures, defaults, results and errors as PyTorch 2.13's: each
 function checks whether numba_pool handles the call (a CPU tensor of a
 supported dtype, contiguous or channels_last, parameters PyTorch accepts,
-every window holding at least one input element) and otherwise calls
+every window holding at least one input element, max pooling windows of
+fewer than 2**31 elements) and otherwise calls
 PyTorch's own function, which computes the result or raises PyTorch's error.
 The checks are plain Python on shapes and strides, so ``torch.compile``
 traces through them (``fullgraph=True`` works) and records the numba_pool
@@ -18,12 +19,14 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._plan import MAX_WINDOW_ELEMENTS
 from . import _ops
 
 __all__ = [
@@ -34,6 +37,10 @@ __all__ = [
 ]
 
 IntOrSeq = Union[int, Sequence[int]]
+
+# Windows of MAX_WINDOW_ELEMENTS or more elements (a 46341 x 46341 plane in one
+# window) are refused by numba_pool's max pooling (its taps are int32) and go
+# to PyTorch.
 
 # dtypes the kernels take with PyTorch's exact results (max and unpooling copy
 # values, so float16 is exact too; average pooling of float16 is not bit for
@@ -120,6 +127,7 @@ def _max_pool(rank, fallback, x, kernel_size, stride, padding, dilation, ceil_mo
               return_indices):
     params = _window_params(rank, kernel_size, stride, padding, dilation)
     if (params is None or not isinstance(ceil_mode, bool) or not _tensor_ok(x, rank, _MAX_DTYPES)
+            or math.prod(params[0]) >= MAX_WINDOW_ELEMENTS
             or not _windows_hit_input(x.shape[-rank:], *params, ceil_mode)):
         return getattr(F, fallback)(x, kernel_size, stride, padding, dilation,
                                     ceil_mode=ceil_mode, return_indices=return_indices)
@@ -224,9 +232,18 @@ def _adaptive_size(output_size, x: Tensor, rank: int) -> Optional[list]:
     return sizes
 
 
+def _adaptive_window_bound(n, out: int):
+    """At least the longest of PyTorch's adaptive windows over ``n`` elements
+    (``ceil((i + 1) * n / out) - floor(i * n / out)`` is below ``n / out + 2``,
+    and exactly ``n / out`` when ``out`` divides ``n``)."""
+    return n // out + (0 if n % out == 0 else 2)
+
+
 def _adaptive_max(rank, fallback, x, output_size, return_indices):
     sizes = _adaptive_size(output_size, x, rank) if isinstance(x, Tensor) else None
-    if sizes is None or not _tensor_ok(x, rank, _MAX_DTYPES):
+    if (sizes is None or not _tensor_ok(x, rank, _MAX_DTYPES)
+            or math.prod(_adaptive_window_bound(n, o) for n, o in zip(x.shape[-rank:], sizes))
+            >= MAX_WINDOW_ELEMENTS):
         return getattr(F, fallback)(x, output_size, return_indices)
     xb = _batched(x, rank)
     y, argmax = _ops.adaptive_max_pool(xb, sizes)
