@@ -26,6 +26,18 @@ from numba_pool.torch import functional as nf
 from helpers import assert_same_bits
 
 SIDES = {1: (1, 24), 2: (1, 12), 3: (1, 7)}
+SHIPPED_MIN_ELEMENTS = nf.MIN_ELEMENTS
+
+
+@pytest.fixture(autouse=True, scope="module")
+def every_size_on_numba_pool():
+    """Inputs below ``MIN_ELEMENTS`` go to PyTorch's op (numba_pool's dispatch
+    costs more than PyTorch's whole op there).  These tests check the kernels
+    on small tensors, so every size is routed to them here;
+    test_small_inputs_go_to_pytorch checks the shipped threshold."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nf, "MIN_ELEMENTS", 0)
+        yield
 CL = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
@@ -570,3 +582,29 @@ def test_adaptive_window_bound_covers_pytorchs_windows():
             bound = nf._adaptive_window_bound(n, out)
             assert longest <= bound, (n, out)
             assert bound == longest or n % out != 0, (n, out)
+
+
+def test_small_inputs_go_to_pytorch(monkeypatch):
+    monkeypatch.setattr(nf, "MIN_ELEMENTS", SHIPPED_MIN_ELEMENTS)
+    assert SHIPPED_MIN_ELEMENTS == 16384
+    below = _seeded((1, 3, 42, 130))  # 16380 elements
+    at = _seeded((1, 4, 64, 64))      # 16384
+    cl = at.contiguous(memory_format=torch.channels_last)
+    calls = [lambda x: nt.max_pool2d(x, 3, 2, 1), lambda x: nt.avg_pool2d(x, 3, 1, 1),
+             lambda x: nt.adaptive_max_pool2d(x, 5), lambda x: nt.adaptive_avg_pool2d(x, 5),
+             lambda x: nt.max_pool1d(x.flatten(1, 2), 3)]
+    for call in calls:
+        assert not nt.handled(call, below)
+        assert nt.handled(call, at) and nt.handled(call, cl)
+    y, idx = nt.max_pool2d(below, 2, return_indices=True)
+    assert not nt.handled(nt.max_unpool2d, y, idx, 2)
+    # the same results either way (max pooling: bit for bit, gradients too)
+    for x in (below, at, cl):
+        x = x.clone().requires_grad_()
+        xt = x.detach().clone().requires_grad_()
+        a, b = nt.max_pool2d(x, 3, 2, 1), F.max_pool2d(xt, 3, 2, 1)
+        same(a, b, "y")
+        g = torch.randn_like(b)
+        a.backward(g)
+        b.backward(g)
+        same(x.grad, xt.grad, "dx")
