@@ -608,3 +608,35 @@ def test_small_inputs_go_to_pytorch(monkeypatch):
         a.backward(g)
         b.backward(g)
         same(x.grad, xt.grad, "dx")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_repeat_calls_take_the_remembered_path_bitwise(no_fallback, layout, dtype):
+    """The second call of a configuration reuses the first one's plan
+    (_ops._max_fast); its values, indices and gradients stay PyTorch's."""
+    _ops._max_fast.clear()
+    _ops._max_backward_fast.clear()
+    x = _seeded((2, 3, 9, 11), dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(F.max_pool2d(x, 3, 2, 1))
+    for _ in range(3):
+        ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y, idx = nt.max_pool2d(ours, 3, 2, 1, return_indices=True)
+        ty, tidx = F.max_pool2d(theirs, 3, 2, 1, return_indices=True)
+        same(y, ty, "y")
+        same(idx, tidx, "indices")
+        y.backward(g)
+        ty.backward(g)
+        same(ours.grad, theirs.grad, "dx")
+    remembered = list(_ops._max_fast.values()) + list(_ops._max_backward_fast.values())
+    assert len(remembered) == 2
+    # float16 is computed in float32: always the full path
+    assert all((v is None) == (dtype == torch.float16) for v in remembered)
+    # an expanded gradient (stride 0) is never remembered, and still right
+    ours = x.clone().requires_grad_()
+    nt.max_pool2d(ours, 3, 2, 1).sum().backward()
+    theirs = x.clone().requires_grad_()
+    F.max_pool2d(theirs, 3, 2, 1).sum().backward()
+    same(ours.grad, theirs.grad, "dx of an expanded gradient")

@@ -130,6 +130,27 @@ def _max_forward(x: Tensor, geom: PoolGeometry, op: str):
     return _as_tensor(y, fmt), _as_tensor(argmax.offsets, fmt)
 
 
+def _remember_max_forward(key, x: Tensor, geom: PoolGeometry, op: str) -> None:
+    lay = _lay(geom.rank)
+    xa = _np(x)
+    memory = lay.memory_of(xa)
+    fast = None  # None: this configuration always takes the full path
+    if memory is not None:
+        plan = max_plan(xa.shape, xa.dtype, geom, lay, memory)
+        if plan.cdtype == plan.dtype and _in_kernel_order(plan, xa):
+            fast = (plan, output_format(op, geom.rank, _input_format(x)))
+    _remember(_max_fast, key, fast)
+
+
+def _max_forward_repeat(x: Tensor, plan, fmt):
+    """:func:`_max_forward` for a configuration seen before (see _max_fast)."""
+    _sync_threads()
+    yp = np.empty(plan.phys_out, plan.dtype)
+    offp = np.empty(plan.phys_out, plan.odtype)
+    plan.forward(plan.physical(_np(x)).reshape(-1), yp, offp)
+    return _as_tensor(plan.logical(yp), fmt), _as_tensor(plan.logical(offp), fmt)
+
+
 def _argmax_of(argmax: Tensor, input_size, geom: PoolGeometry, dtype):
     """numba_pool's :class:`MaxPoolArgmax` over an argmax tensor's memory."""
     lay = _lay(geom.rank)
@@ -149,6 +170,28 @@ def _max_backward_t(grad: Tensor, argmax: Tensor, input_size, channels_last: boo
     return _as_tensor(dx, _format_of_flag(channels_last, rank))
 
 
+def _remember_max_backward(key, grad: Tensor, argmax: Tensor, input_size, channels_last: bool,
+                           geom: PoolGeometry) -> None:
+    lay = _lay(geom.rank)
+    dy, off = _np(grad), _np(argmax)
+    memory = lay.memory_of(off)
+    fast = None  # e.g. an expanded grad (stride 0): always the full path
+    if memory is not None:
+        plan = max_plan(tuple(int(v) for v in input_size), dy.dtype, geom, lay, memory)
+        if (plan.cdtype == plan.dtype and off.dtype == plan.odtype
+                and dy.shape == plan.out_shape and _in_kernel_order(plan, dy, off)):
+            fast = (plan, _format_of_flag(channels_last, geom.rank))
+    _remember(_max_backward_fast, key, fast)
+
+
+def _max_backward_repeat(grad: Tensor, argmax: Tensor, plan, fmt) -> Tensor:
+    """:func:`_max_backward_t` for a configuration seen before."""
+    _sync_threads()
+    dxp = np.empty(plan.phys_in, plan.dtype)
+    plan.backward(plan.physical(_np(grad)).reshape(-1), plan.physical(_np(argmax)), dxp)
+    return _as_tensor(plan.logical(dxp), fmt)
+
+
 def _indices(argmax: Tensor, input_size, geom: PoolGeometry) -> Tensor:
     am = _argmax_of(argmax, input_size, geom, np.float32)
     out = torch.empty_like(argmax, dtype=torch.int64)  # PyTorch's indices have y's strides
@@ -166,13 +209,45 @@ def _empty(shape, dtype, fmt) -> Tensor:
     return torch.empty(shape, dtype=dtype, memory_format=fmt)
 
 
+# Repeat calls: a call whose tensors have the shapes, strides and dtypes of an
+# earlier call (and the same pooling parameters) reuses that call's plan and
+# skips geometry, validation and layout detection.  A configuration is
+# remembered only where its tensors already are in the kernels' memory order
+# and dtype (no copy, no float16 conversion), and only after the full path ran
+# it.  Measured on a 1x4x4x4 input (2 threads): max pooling forward 102 ->
+# 72 us a call, most of the rest being PyTorch's custom-operator dispatch.
+_FAST_LIMIT = 256
+_UNSEEN = object()
+_max_fast: dict = {}
+_max_backward_fast: dict = {}
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) >= _FAST_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
+def _in_kernel_order(plan, *arrays) -> bool:
+    """Every array is, viewed in the plan's physical order, C-contiguous."""
+    return all(plan.physical(a).flags.c_contiguous for a in arrays)
+
+
 @torch.library.custom_op(f"{_NS}::max_pool", mutates_args=())
 def max_pool(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
              padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
              ) -> tuple[Tensor, Tensor]:
     """Max pooling of a batched channels-first tensor: (y, compact argmax)."""
+    key = (tuple(x.shape), x.stride(), x.dtype, tuple(kernel_size), tuple(stride),
+           tuple(padding), tuple(dilation), ceil_mode)
+    fast = _max_fast.get(key, _UNSEEN)
+    if fast is not None and fast is not _UNSEEN:
+        return _max_forward_repeat(x, *fast)
     geom = _geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    return _max_forward(x, geom, "max")
+    y, argmax = _max_forward(x, geom, "max")
+    if fast is _UNSEEN:
+        _remember_max_forward(key, x, geom, "max")
+    return y, argmax
 
 
 @max_pool.register_fake
@@ -192,8 +267,17 @@ def max_pool_backward(grad: Tensor, argmax: Tensor, input_size: Sequence[int],
                       padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool
                       ) -> Tensor:
     """Gradient of :func:`max_pool`: each ``grad`` element added to its winner."""
+    key = (tuple(grad.shape), grad.stride(), grad.dtype, tuple(argmax.shape), argmax.stride(),
+           argmax.dtype, tuple(input_size), channels_last, tuple(kernel_size), tuple(stride), tuple(padding),
+           tuple(dilation), ceil_mode)
+    fast = _max_backward_fast.get(key, _UNSEEN)
+    if fast is not None and fast is not _UNSEEN:
+        return _max_backward_repeat(grad, argmax, *fast)
     geom = _geometry(input_size[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    return _max_backward_t(grad, argmax, input_size, channels_last, geom)
+    dx = _max_backward_t(grad, argmax, input_size, channels_last, geom)
+    if fast is _UNSEEN:
+        _remember_max_backward(key, grad, argmax, input_size, channels_last, geom)
+    return dx
 
 
 @max_pool_backward.register_fake
