@@ -99,6 +99,117 @@ def global_plane_kernels():
     return serial, parallel
 
 
+@njit(**_SERIAL_OPTS)
+def _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+                   override, item_lo, item_hi):
+    """Adaptive pooling of single-channel planes ``item_lo <= b < item_hi``
+    (channels-first memory), PLANE_BLOCK planes side by side: each window is
+    summed in its own order (row taps, then columns) for PLANE_BLOCK planes at
+    once, so the sums are independent chains instead of one sum waiting on
+    the last (adaptive windows have no evenly spaced interior to vectorise
+    over columns)."""
+    acc = np.empty(PLANE_BLOCK, y.dtype)
+    zero = y.dtype.type(0)
+    V = U(P * W)
+    Vo = U(R * Wo)
+    for b0 in range(item_lo, item_hi, PLANE_BLOCK):
+        n = min(PLANE_BLOCK, item_hi - b0)
+        xb = U(b0) * V
+        yb = U(b0) * Vo
+        for r in range(R):
+            for ow in range(Wo):
+                for m in range(PLANE_BLOCK):
+                    acc[m] = zero
+                for k in range(tap_ptr[r], tap_ptr[r + 1]):
+                    xr = xb + U(tap_row[k] * W + cstart[ow])
+                    for j in range(clo[ow], chi[ow]):
+                        q = xr + U(j * dw)
+                        if n == PLANE_BLOCK:
+                            for m in range(PLANE_BLOCK):
+                                acc[m] += x[q + U(m) * V]
+                        else:
+                            for m in range(n):
+                                acc[m] += x[q + U(m) * V]
+                q = U(r * Wo + ow)
+                for m in range(n):
+                    y[yb + U(m) * Vo + q] = _divide(acc[m], r, ow, rf1, rf2, cf, override, True)
+
+
+@njit(**_SERIAL_OPTS)
+def _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1,
+                            rf2, cf, override, item_lo, item_hi):
+    """Backward of :func:`_window_planes`: PLANE_BLOCK dx planes zeroed, then
+    every output's share added to its window's taps, outputs in row-major
+    order, the planes side by side (their additions independent)."""
+    share = np.empty(PLANE_BLOCK, dx.dtype)
+    zero = dx.dtype.type(0)
+    V = U(P * W)
+    Vo = U(R * Wo)
+    for b0 in range(item_lo, item_hi, PLANE_BLOCK):
+        n = min(PLANE_BLOCK, item_hi - b0)
+        xb = U(b0) * V
+        yb = U(b0) * Vo
+        for q in range(U(n) * V):
+            dx[xb + q] = zero
+        for r in range(R):
+            for ow in range(Wo):
+                q = U(r * Wo + ow)
+                for m in range(n):
+                    share[m] = _divide(dy[yb + U(m) * Vo + q], r, ow, rf1, rf2, cf, override, True)
+                for k in range(tap_ptr[r], tap_ptr[r + 1]):
+                    xr = xb + U(tap_row[k] * W + cstart[ow])
+                    for j in range(clo[ow], chi[ow]):
+                        t = xr + U(j * dw)
+                        if n == PLANE_BLOCK:
+                            for m in range(PLANE_BLOCK):
+                                dx[t + U(m) * V] += share[m]
+                        else:
+                            for m in range(n):
+                                dx[t + U(m) * V] += share[m]
+
+
+@functools.lru_cache(maxsize=None)
+def adaptive_plane_kernels():
+    """(serial, parallel) adaptive average pooling of channels-first planes."""
+
+    @njit(**_SERIAL_OPTS)
+    def serial(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf, override,
+               nitems, nchunks):
+        _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+                       override, 0, nitems)
+
+    @njit(parallel=True, **_OPTS)
+    def parallel(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+                 override, nitems, nchunks):
+        for chunk in prange(nchunks):
+            _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2,
+                           cf, override, chunk * nitems // nchunks,
+                           (chunk + 1) * nitems // nchunks)
+
+    return serial, parallel
+
+
+@functools.lru_cache(maxsize=None)
+def adaptive_plane_backward_kernels():
+    """(serial, parallel) backward of :func:`adaptive_plane_kernels`."""
+
+    @njit(**_SERIAL_OPTS)
+    def serial(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+               override, nitems, nchunks):
+        _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw,
+                                rf1, rf2, cf, override, 0, nitems)
+
+    @njit(parallel=True, **_OPTS)
+    def parallel(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+                 override, nitems, nchunks):
+        for chunk in prange(nchunks):
+            _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw,
+                                    rf1, rf2, cf, override, chunk * nitems // nchunks,
+                                    (chunk + 1) * nitems // nchunks)
+
+    return serial, parallel
+
+
 @njit(inline="always")
 def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
               rf1, rf2, cf, override, adaptive, lanes, item_lo, item_hi):

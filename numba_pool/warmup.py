@@ -37,7 +37,9 @@ class _Call:
     strides: object
     padding: object = 0
     data_format: str | None = None  # None: the rank's channels-last format
-    op: str = "max"  # "max", "avg", "unpool" or "unpool_flat" (PyTorch's indices)
+    # "max", "avg", "adaptive_avg" (pool_size is the output size), "unpool" or
+    # "unpool_flat" (PyTorch's indices)
+    op: str = "max"
 
     @property
     def rank(self) -> int:
@@ -48,12 +50,16 @@ class _Call:
         from . import maxpool
         from ._plan import avg_plan, max_plan
         from ._validate import normalise_avg_options
-        from .geometry import pool_geometry
+        from .geometry import adaptive_geometry, pool_geometry
 
         fmt = self.data_format or {1: "NWC", 2: "NHWC", 3: "NDHWC"}[self.rank]
+        x = np.zeros(self.shape, dtype)
+        if self.op == "adaptive_avg":
+            x, lay, spatial = maxpool.prepare_input(x, fmt, self.rank)
+            geom = adaptive_geometry(spatial, (self.pool_size,) * self.rank)
+            return avg_plan(x.shape, x.dtype, geom, lay, lay.natural, False, None)
         pool, stride, dil, pad, ceil, fmt = maxpool.resolve_parameters(
             self.pool_size, self.strides, self.padding, 1, False, fmt, self.rank)
-        x = np.zeros(self.shape, dtype)
         x, lay, spatial = maxpool.prepare_input(x, fmt, self.rank)
         geom = pool_geometry(spatial, pool, stride, dil, pad, ceil)
         if self.op == "avg":
@@ -68,6 +74,12 @@ class _Call:
         x = np.zeros(self.shape, dtype)
         fmt = self.data_format or {1: "NWC", 2: "NHWC", 3: "NDHWC"}[self.rank]
         args = (self.pool_size, self.strides, self.padding)
+        if self.op == "adaptive_avg":
+            y = getattr(avgpool, f"adaptive_avg_pool{self.rank}d")(x, self.pool_size,
+                                                                   data_format=fmt)
+            getattr(avgpool, f"adaptive_avg_pool{self.rank}d_backward")(
+                np.ones_like(y), x.shape, data_format=fmt)
+            return None
         if self.op == "avg":
             y = getattr(avgpool, f"avg_pool{self.rank}d")(x, *args, data_format=fmt)
             getattr(avgpool, f"avg_pool{self.rank}d_backward")(np.ones_like(y), x.shape, *args,
@@ -113,8 +125,10 @@ FAMILIES: dict[str, list[_Call]] = {
     "3-D backward, scatter (overlapping windows)": [_Call((2, 5, 5, 5, 8), 3, 1, 1)],
     "unpooling": [_Call((2, 9, 9, 8), 3, 1, 1, op="unpool"),
                   _Call((2, 5, 5, 5, 8), 3, 1, 1, op="unpool")],
-    "average pooling (every rank)": [_Call((2, 9, 9, 8), 3, 2, 1, op="avg"),
-                                     _Call((2, 3, 5, 5), 5, 5, op="avg", data_format="NCHW")],
+    "average pooling (every rank)": [
+        _Call((2, 9, 9, 8), 3, 2, 1, op="avg"),
+        _Call((2, 3, 5, 5), 5, 5, op="avg", data_format="NCHW"),
+        _Call((2, 3, 9, 9), 4, None, op="adaptive_avg", data_format="NCHW")],
     "unpooling by flat indices (numba_pool.torch's max_unpool)": [
         _Call((2, 9, 9, 8), 2, 2, op="unpool_flat")],
 }

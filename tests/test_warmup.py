@@ -66,11 +66,12 @@ def test_families_cover_every_kernel_selection():
     for family, calls in FAMILIES.items():
         for call in calls:
             plan = call.plan(np.float32)
-            if call.op == "avg":
+            averages = call.op in ("avg", "adaptive_avg")
+            if averages:
                 avg_kernels.add(plan.fwd)
             if call.op != "max":  # every rank in one family
-                assert ("average" if call.op == "avg" else "unpooling") in family
-                assert isinstance(plan, AvgPlan) == (call.op == "avg")
+                assert ("average" if averages else "unpooling") in family
+                assert isinstance(plan, AvgPlan) == averages
                 continue
             assert ("3-D" in family) == (call.rank == 3), (family, call)
             assert ("1-D" in family) == (call.rank == 1), (family, call)
@@ -81,4 +82,5 @@ def test_families_cover_every_kernel_selection():
                 assert not scatter, (family, call)
             if "forward" in family and "any window" not in family:
                 assert forward_key(plan.geom, plan.C, plan.cdtype)[2] > 0, (family, call)
-    assert avg_kernels == {_avg_kernels.avg_forward_kernels(), _avg_kernels.global_plane_kernels()}
+    assert avg_kernels == {_avg_kernels.avg_forward_kernels(), _avg_kernels.global_plane_kernels(),
+                           _avg_kernels.adaptive_plane_kernels()}
