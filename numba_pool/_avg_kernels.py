@@ -140,7 +140,10 @@ def _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, 
                             rf2, cf, override, item_lo, item_hi):
     """Backward of :func:`_window_planes`: PLANE_BLOCK dx planes zeroed, then
     every output's share added to its window's taps, outputs in row-major
-    order, the planes side by side (their additions independent)."""
+    order, the planes side by side (their additions independent).  It
+    repeats the forward's block loop: one kernel for both directions (a
+    ``backward`` flag) measured slower, 32x256x30x30 -> 7x7 backward at 2
+    threads 2.9 -> 4.3 ms."""
     share = np.empty(PLANE_BLOCK, dx.dtype)
     zero = dx.dtype.type(0)
     V = U(P * W)
