@@ -268,8 +268,8 @@ def max_pool_backward(grad: Tensor, argmax: Tensor, input_size: Sequence[int],
                       ) -> Tensor:
     """Gradient of :func:`max_pool`: each ``grad`` element added to its winner."""
     key = (tuple(grad.shape), grad.stride(), grad.dtype, tuple(argmax.shape), argmax.stride(),
-           argmax.dtype, tuple(input_size), channels_last, tuple(kernel_size), tuple(stride), tuple(padding),
-           tuple(dilation), ceil_mode)
+           argmax.dtype, tuple(input_size), channels_last, tuple(kernel_size), tuple(stride),
+           tuple(padding), tuple(dilation), ceil_mode)
     fast = _max_backward_fast.get(key, _UNSEEN)
     if fast is not None and fast is not _UNSEEN:
         return _max_backward_repeat(grad, argmax, *fast)

@@ -3,10 +3,10 @@
 Same signatures, defaults, results and errors as PyTorch 2.13's: each
 function checks whether numba_pool handles the call (a CPU tensor of a
 supported dtype, of at least MIN_ELEMENTS (16384) elements, contiguous or
-channels_last, parameters PyTorch accepts,
-every window holding at least one input element, max pooling windows of
-fewer than 2**31 elements) and otherwise calls
-PyTorch's own function, which computes the result or raises PyTorch's error.
+channels_last, parameters PyTorch accepts, every window holding at least
+one input element, max pooling windows of fewer than 2**31 elements) and
+otherwise calls PyTorch's own function, which computes the result or raises
+PyTorch's error.
 The checks are plain Python on shapes and strides, so ``torch.compile``
 traces through them (``fullgraph=True`` works) and records the numba_pool
 operator.
@@ -43,14 +43,14 @@ IntOrSeq = Union[int, Sequence[int]]
 # window) are refused by numba_pool's max pooling (its taps are int32) and go
 # to PyTorch.
 
-# Inputs of fewer elements go to PyTorch's op: a numba_pool call pays about
-# 100 us of dispatch (custom operator, autograd node, plan lookup) before its
-# kernel runs, more than PyTorch's whole op takes there.  Measured on this
-# project's 2-core machine, 2 threads, max pooling 3x3/2 of 1x64xHxW float32,
-# PyTorch / numba_pool us: 16384 elements NCHW forward 47 / 173, forward +
-# backward 127 / 516, channels_last forward 10 / 119; from 65536 elements
-# NCHW the forward is ours (236 / 188).  Max pooling is bitwise the same
-# either way; average pooling within the stated rounding.
+# Inputs of fewer elements go to PyTorch's op: a numba_pool call pays 70-100 us
+# of dispatch (custom operator, autograd node, plan lookup) before its kernel
+# runs, more than PyTorch's whole op takes there.  Measured on this project's
+# 2-core machine, 2 threads, max pooling 3x3/2 of 1x64xHxW float32, PyTorch /
+# numba_pool us: 16384 elements NCHW forward 42 / 134, forward + backward
+# 100 / 353, channels_last forward 8 / 82; from 65536 elements the NCHW
+# forward is ours (219 / 148).  Max pooling is bitwise the same either way;
+# average pooling within the stated rounding.
 MIN_ELEMENTS = 1 << 14
 
 # dtypes the kernels take with PyTorch's exact results (max and unpooling copy
