@@ -184,6 +184,14 @@ def _run_forward(plan: MaxPlan, x: np.ndarray):
     return plan.logical(yp), _new_argmax(offp, plan, plan.dtype)
 
 
+def _run_backward(plan: MaxPlan, dyv: np.ndarray, offp: np.ndarray) -> np.ndarray:
+    """Fast path: ``dyv`` (dy in physical order, C-contiguous) and the offsets
+    have the plan's dtypes; returns dx as the caller sees it."""
+    dxp = np.empty(plan.phys_in, plan.dtype)
+    plan.backward(dyv.reshape(-1), offp, dxp)
+    return plan.logical(dxp)
+
+
 # Fast-path cache: (rank, shape, dtype, strides, parameters) -> plan, for calls
 # whose parameters are exact ints/strs/None/bools (so equal keys mean equal validation).
 _FAST: dict = {}
@@ -472,9 +480,7 @@ def _max_backward(dy, argmax, out, rank, fname):
             and dy.dtype == dtype and dy.shape == plan.out_shape):
         dyv = plan.physical(dy)
         if dyv.flags.c_contiguous:  # fast path: dy already in the kernel's layout
-            dxp = np.empty(plan.phys_in, dtype)
-            plan.backward(dyv.reshape(-1), offp, dxp)
-            return plan.logical(dxp)
+            return _run_backward(plan, dyv, offp)
 
     lay = plan.lay
     dy_in = dy

@@ -33,7 +33,7 @@ from .._plan import max_plan, offsets_dtype
 from ..avgpool import _backward as _avg_backward_np
 from ..avgpool import _forward as _avg_forward_np
 from ..geometry import PoolGeometry, adaptive_axis_geometry, adaptive_geometry, pool_geometry
-from ..maxpool import _max_backward, _max_pool, _new_argmax
+from ..maxpool import _max_backward, _max_pool, _new_argmax, _run_backward, _run_forward
 from ..unpool import unpool_flat
 
 _NS = "numba_pool"
@@ -143,12 +143,11 @@ def _remember_max_forward(key, x: Tensor, geom: PoolGeometry, op: str) -> None:
 
 
 def _max_forward_repeat(x: Tensor, plan, fmt):
-    """:func:`_max_forward` for a configuration seen before (see _max_fast)."""
+    """:func:`_max_forward` for a configuration seen before (see _max_fast):
+    the NumPy layer's own fast path."""
     _sync_threads()
-    yp = np.empty(plan.phys_out, plan.dtype)
-    offp = np.empty(plan.phys_out, plan.odtype)
-    plan.forward(plan.physical(_np(x)).reshape(-1), yp, offp)
-    return _as_tensor(plan.logical(yp), fmt), _as_tensor(plan.logical(offp), fmt)
+    y, argmax = _run_forward(plan, _np(x))
+    return _as_tensor(y, fmt), _as_tensor(plan.logical(argmax._offsets), fmt)
 
 
 def _argmax_of(argmax: Tensor, input_size, geom: PoolGeometry, dtype):
@@ -187,9 +186,8 @@ def _remember_max_backward(key, grad: Tensor, argmax: Tensor, input_size, channe
 def _max_backward_repeat(grad: Tensor, argmax: Tensor, plan, fmt) -> Tensor:
     """:func:`_max_backward_t` for a configuration seen before."""
     _sync_threads()
-    dxp = np.empty(plan.phys_in, plan.dtype)
-    plan.backward(plan.physical(_np(grad)).reshape(-1), plan.physical(_np(argmax)), dxp)
-    return _as_tensor(plan.logical(dxp), fmt)
+    dx = _run_backward(plan, plan.physical(_np(grad)), plan.physical(_np(argmax)))
+    return _as_tensor(dx, fmt)
 
 
 def _indices(argmax: Tensor, input_size, geom: PoolGeometry) -> Tensor:
