@@ -99,76 +99,80 @@ def global_plane_kernels():
     return serial, parallel
 
 
-@njit(**_SERIAL_OPTS)
-def _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
-                   override, item_lo, item_hi):
+@njit(inline="always")
+def _planes(src, dst, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+            override, item_lo, item_hi, backward):
     """Adaptive pooling of single-channel planes ``item_lo <= b < item_hi``
-    (channels-first memory), PLANE_BLOCK planes side by side: each window is
-    summed in its own order (row taps, then columns) for PLANE_BLOCK planes at
-    once, so the sums are independent chains instead of one sum waiting on
-    the last (adaptive windows have no evenly spaced interior to vectorise
-    over columns)."""
-    acc = np.empty(PLANE_BLOCK, y.dtype)
-    zero = y.dtype.type(0)
+    (channels-first memory), PLANE_BLOCK planes side by side, so that the
+    planes' sums run as independent chains instead of one sum waiting on the
+    last (adaptive windows have no evenly spaced interior to vectorise over
+    columns).
+
+    Forward (``src`` x, ``dst`` y): each window summed in its own order (row
+    taps, then columns), then divided.  Backward (``src`` dy, ``dst`` dx): the
+    dx planes zeroed, then every output's share added to its window's taps,
+    outputs in row-major order.  ``backward`` is a constant of each caller,
+    so each compiles only its own branches."""
+    buf = np.empty(PLANE_BLOCK, dst.dtype)
+    zero = dst.dtype.type(0)
     V = U(P * W)
     Vo = U(R * Wo)
     for b0 in range(item_lo, item_hi, PLANE_BLOCK):
         n = min(PLANE_BLOCK, item_hi - b0)
         xb = U(b0) * V
         yb = U(b0) * Vo
+        if backward:
+            for q in range(U(n) * V):
+                dst[xb + q] = zero
         for r in range(R):
             for ow in range(Wo):
-                for m in range(PLANE_BLOCK):
-                    acc[m] = zero
+                q = U(r * Wo + ow)
+                for m in range(n):
+                    if backward:
+                        buf[m] = _divide(src[yb + U(m) * Vo + q], r, ow, rf1, rf2, cf, override,
+                                         True)
+                    else:
+                        buf[m] = zero
                 for k in range(tap_ptr[r], tap_ptr[r + 1]):
                     xr = xb + U(tap_row[k] * W + cstart[ow])
                     for j in range(clo[ow], chi[ow]):
-                        q = xr + U(j * dw)
-                        if n == PLANE_BLOCK:
+                        t = xr + U(j * dw)
+                        if n == PLANE_BLOCK:  # a constant trip count: unrolled
                             for m in range(PLANE_BLOCK):
-                                acc[m] += x[q + U(m) * V]
+                                _plane_tap(src, dst, buf, t + U(m) * V, m, backward)
                         else:
                             for m in range(n):
-                                acc[m] += x[q + U(m) * V]
-                q = U(r * Wo + ow)
-                for m in range(n):
-                    y[yb + U(m) * Vo + q] = _divide(acc[m], r, ow, rf1, rf2, cf, override, True)
+                                _plane_tap(src, dst, buf, t + U(m) * V, m, backward)
+                if not backward:
+                    for m in range(n):
+                        dst[yb + U(m) * Vo + q] = _divide(buf[m], r, ow, rf1, rf2, cf, override,
+                                                          True)
+
+
+@njit(inline="always")
+def _plane_tap(src, dst, buf, i, m, backward):
+    if backward:
+        dst[i] += buf[m]
+    else:
+        buf[m] += src[i]
+
+
+@njit(**_SERIAL_OPTS)
+def _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+                   override, item_lo, item_hi):
+    """Forward of :func:`_planes`."""
+    _planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf, override,
+            item_lo, item_hi, False)
 
 
 @njit(**_SERIAL_OPTS)
 def _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1,
                             rf2, cf, override, item_lo, item_hi):
-    """Backward of :func:`_window_planes`: PLANE_BLOCK dx planes zeroed, then
-    every output's share added to its window's taps, outputs in row-major
-    order, the planes side by side (their additions independent).  It
-    repeats the forward's block loop: one kernel for both directions (a
-    ``backward`` flag) measured slower, 32x256x30x30 -> 7x7 backward at 2
-    threads 2.9 -> 4.3 ms."""
-    share = np.empty(PLANE_BLOCK, dx.dtype)
-    zero = dx.dtype.type(0)
-    V = U(P * W)
-    Vo = U(R * Wo)
-    for b0 in range(item_lo, item_hi, PLANE_BLOCK):
-        n = min(PLANE_BLOCK, item_hi - b0)
-        xb = U(b0) * V
-        yb = U(b0) * Vo
-        for q in range(U(n) * V):
-            dx[xb + q] = zero
-        for r in range(R):
-            for ow in range(Wo):
-                q = U(r * Wo + ow)
-                for m in range(n):
-                    share[m] = _divide(dy[yb + U(m) * Vo + q], r, ow, rf1, rf2, cf, override, True)
-                for k in range(tap_ptr[r], tap_ptr[r + 1]):
-                    xr = xb + U(tap_row[k] * W + cstart[ow])
-                    for j in range(clo[ow], chi[ow]):
-                        t = xr + U(j * dw)
-                        if n == PLANE_BLOCK:
-                            for m in range(PLANE_BLOCK):
-                                dx[t + U(m) * V] += share[m]
-                        else:
-                            for m in range(n):
-                                dx[t + U(m) * V] += share[m]
+    """Backward of :func:`_planes` (a kernel of its own: one kernel with a
+    run-time ``backward`` flag measured slower, 2-thread backward of
+    32x256x30x30 -> 7x7 2.9 -> 4.3 ms)."""
+    _planes(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf, override,
+            item_lo, item_hi, True)
 
 
 @functools.lru_cache(maxsize=None)
