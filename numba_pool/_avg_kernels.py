@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from ._kernels import _OPTS, _SERIAL_OPTS, U
+from ._kernels import _OPTS, U, kernel_jit
 
 
 @njit(inline="always")
@@ -54,7 +54,7 @@ PLANE_SHARES = 1 << 16  # largest plane (outputs) whose backward shares are divi
 PLANE_BLOCK = 8
 
 
-@njit(**_SERIAL_OPTS)
+@njit(**_OPTS)
 def _sum_planes(x, y, V, divisor, item_lo, item_hi):
     """Global pooling of single-channel planes ``item_lo <= b < item_hi``
     (channels-first memory): every plane of ``V`` elements summed in its own
@@ -81,22 +81,16 @@ def _sum_planes(x, y, V, divisor, item_lo, item_hi):
 
 
 @functools.lru_cache(maxsize=None)
-def global_plane_kernels():
-    """(serial, parallel) global average pooling of channels-first planes: a
+def global_plane_kernel():
+    """Global average pooling of channels-first planes ``lo <= b < hi``: a
     small kernel of its own (inside the general one LLVM kept the plane sums
     in memory: 2.5 ms instead of 1.5 ms on the case above)."""
 
-    @njit(**_SERIAL_OPTS)
-    def serial(x, y, V, divisor, nitems, nchunks):
-        _sum_planes(x, y, V, divisor, 0, nitems)
+    @kernel_jit()
+    def kernel(x, y, V, divisor, nitems, lo, hi):
+        _sum_planes(x, y, V, divisor, lo, hi)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(x, y, V, divisor, nitems, nchunks):
-        for chunk in prange(nchunks):
-            _sum_planes(x, y, V, divisor, chunk * nitems // nchunks,
-                        (chunk + 1) * nitems // nchunks)
-
-    return serial, parallel
+    return kernel
 
 
 @njit(inline="always")
@@ -157,7 +151,7 @@ def _plane_tap(src, dst, buf, i, m, backward):
         buf[m] += src[i]
 
 
-@njit(**_SERIAL_OPTS)
+@njit(**_OPTS)
 def _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
                    override, item_lo, item_hi):
     """Forward of :func:`_planes`."""
@@ -165,7 +159,7 @@ def _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf
             item_lo, item_hi, False)
 
 
-@njit(**_SERIAL_OPTS)
+@njit(**_OPTS)
 def _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1,
                             rf2, cf, override, item_lo, item_hi):
     """Backward of :func:`_planes` (a kernel of its own: one kernel with a
@@ -176,45 +170,29 @@ def _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, 
 
 
 @functools.lru_cache(maxsize=None)
-def adaptive_plane_kernels():
-    """(serial, parallel) adaptive average pooling of channels-first planes."""
+def adaptive_plane_kernel():
+    """Adaptive average pooling of channels-first planes ``lo <= b < hi``."""
 
-    @njit(**_SERIAL_OPTS)
-    def serial(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf, override,
-               nitems, nchunks):
+    @kernel_jit()
+    def kernel(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf, override,
+               nitems, lo, hi):
         _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
-                       override, 0, nitems)
+                       override, lo, hi)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
-                 override, nitems, nchunks):
-        for chunk in prange(nchunks):
-            _window_planes(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2,
-                           cf, override, chunk * nitems // nchunks,
-                           (chunk + 1) * nitems // nchunks)
-
-    return serial, parallel
+    return kernel
 
 
 @functools.lru_cache(maxsize=None)
-def adaptive_plane_backward_kernels():
-    """(serial, parallel) backward of :func:`adaptive_plane_kernels`."""
+def adaptive_plane_backward_kernel():
+    """Backward of :func:`adaptive_plane_kernel`, planes ``lo <= b < hi``."""
 
-    @njit(**_SERIAL_OPTS)
-    def serial(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
-               override, nitems, nchunks):
+    @kernel_jit()
+    def kernel(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+               override, nitems, lo, hi):
         _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw,
-                                rf1, rf2, cf, override, 0, nitems)
+                                rf1, rf2, cf, override, lo, hi)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
-                 override, nitems, nchunks):
-        for chunk in prange(nchunks):
-            _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw,
-                                    rf1, rf2, cf, override, chunk * nitems // nchunks,
-                                    (chunk + 1) * nitems // nchunks)
-
-    return serial, parallel
+    return kernel
 
 
 @njit(inline="always")
@@ -391,43 +369,28 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
 
 
 @functools.lru_cache(maxsize=None)
-def avg_forward_kernels():
-    """(serial, parallel) average pooling forward kernels (one compile per dtype)."""
+def avg_forward_kernel():
+    """Average pooling forward kernel, output rows ``lo <= b * R + r < hi``
+    (one compile per dtype)."""
 
-    @njit(**_SERIAL_OPTS)
-    def serial(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-               rf1, rf2, cf, override, adaptive, lanes, nitems, nchunks):
+    @kernel_jit()
+    def kernel(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
+               rf1, rf2, cf, override, adaptive, lanes, nitems, lo, hi):
         _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                  rf1, rf2, cf, override, adaptive, lanes, 0, nitems)
+                  rf1, rf2, cf, override, adaptive, lanes, lo, hi)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                 rf1, rf2, cf, override, adaptive, lanes, nitems, nchunks):
-        for chunk in prange(nchunks):
-            _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia,
-                      cib, rf1, rf2, cf, override, adaptive, lanes, chunk * nitems // nchunks,
-                      (chunk + 1) * nitems // nchunks)
-
-    return serial, parallel
+    return kernel
 
 
 @functools.lru_cache(maxsize=None)
-def avg_backward_kernels():
-    """(serial, parallel) average pooling backward kernels (gather over dx rows)."""
+def avg_backward_kernel():
+    """Average pooling backward kernel (gather over dx rows ``lo <= b * P + p < hi``)."""
 
-    @njit(**_SERIAL_OPTS)
-    def serial(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
-               cib, rf1, rf2, cf, override, adaptive, lanes, whole, nitems, nchunks):
+    @kernel_jit()
+    def kernel(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
+               cib, rf1, rf2, cf, override, adaptive, lanes, whole, nitems, lo, hi):
         _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw,
-                           kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, 0,
-                           nitems)
+                           kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, lo,
+                           hi)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
-                 cib, rf1, rf2, cf, override, adaptive, lanes, whole, nitems, nchunks):
-        for chunk in prange(nchunks):
-            _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw,
-                               kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole,
-                               chunk * nitems // nchunks, (chunk + 1) * nitems // nchunks)
-
-    return serial, parallel
+    return kernel

@@ -19,7 +19,7 @@ Two implementation notes that decide speed:
   Unsigned indices need no wraparound.
 * Window sizes (and, for few channels, stride, dilation and channel count)
   are compile-time constants in the specialised kernels made by
-  :func:`forward_kernels` / :func:`backward_kernels`, so LLVM unrolls the
+  :func:`forward_kernel` / :func:`backward_kernel`, so LLVM unrolls the
   window and vectorises over channels (many channels) or over output
   columns (few channels).  Windows touching padding and unusual
   configurations use the generic kernels.
@@ -37,18 +37,15 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.core.compiler import Compiler
-
-_OPTS = dict(cache=True, nogil=True, error_model="numpy")
-
 
 class _NoAliasCompiler(Compiler):
     """Numba's pipeline with array arguments marked ``noalias`` for LLVM.
 
-    Numba already does this for the bodies of ``prange`` loops; serial
-    kernels without it vectorise behind run-time overlap checks on every
-    row and measured 2.5x slower (VGG k2 NCHW forward, 1 thread: 4.7 ms ->
+    Numba does this for the bodies of ``prange`` loops only; kernels without
+    it vectorise behind run-time overlap checks on every row and measured
+    2.5x slower (VGG k2 NCHW forward, 1 thread: 4.7 ms ->
     1.9 ms).  Valid because the Python layer never passes a written array
     that shares memory with another argument (``_layout.check_no_overlap``).
     """
@@ -58,7 +55,26 @@ class _NoAliasCompiler(Compiler):
         return super().define_pipelines()
 
 
-_SERIAL_OPTS = dict(_OPTS, pipeline_class=_NoAliasCompiler)
+# Every kernel: cached on disk, runs without the GIL, no ZeroDivisionError checks.
+_OPTS = dict(cache=True, nogil=True, error_model="numpy", pipeline_class=_NoAliasCompiler)
+
+
+def kernel_jit(*constants: int):
+    """``njit(**_OPTS)`` for a kernel made by a factory, named after the factory
+    and its ``constants``.
+
+    Numba names a function's machine code after its qualified name and argument
+    types only, so two specialisations of one factory (``forward_kernel.<locals>
+    .kernel``) would get the same symbol, and looking one up by name
+    (``_driver.kernel_address``) could return the other."""
+
+    def decorate(fn):
+        factory = fn.__qualname__.split(".<locals>")[0]
+        tag = "_".join(str(c).replace("-", "m") for c in constants)
+        fn.__qualname__ = fn.__name__ = f"{factory}_{tag}" if tag else factory
+        return njit(**_OPTS)(fn)
+
+    return decorate
 
 U = np.uint64
 i64 = np.int64
@@ -75,7 +91,7 @@ VECTOR_MIN_CHANNELS = 5
 # --------------------------------------------------------------------------
 
 
-@njit(**_SERIAL_OPTS)
+@njit(**_OPTS)
 def _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo, chi, dw,
                      kw, owa, owb, cia, cib, colv, colt):
     """Pool output columns ``owa <= ow < owb`` of one output row.
@@ -235,7 +251,7 @@ def _forward_interior(x, y, off, xr, yb, WC, C, ds, dh, dw, cstart, owa, owb, KD
 
     ``xr``: flat offset of the input row of row tap 0; row tap ``(a, i)``
     (depth, height) is ``a * ds + i * dh`` rows further.  KD, KH, KW, SW, DW,
-    NC are compile-time constants (see :func:`forward_kernels`).
+    NC are compile-time constants (see :func:`forward_kernel`).
     """
     if NC == 0:  # any channel count: vectorised over channels
         Cu = U(C)
@@ -307,34 +323,27 @@ def _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_
 
 
 @functools.lru_cache(maxsize=None)
-def forward_kernels(KD: int, KH: int, KW: int, SW: int, DW: int, NC: int):
-    """(serial, parallel) forward kernels specialised for a window shape.
+def forward_kernel(KD: int, KH: int, KW: int, SW: int, DW: int, NC: int):
+    """Forward kernel specialised for a window shape: output rows ``lo <= b * R
+    + r < hi`` (the work items; ``_driver.drive`` runs chunks of them in parallel).
 
     ``KD, KH, KW`` window (KD = 1 for 2-D, KD = KH = 1 for 1-D); ``NC > 0``
     means "exactly NC channels, stride SW, dilation DW" (vectorised over
     output columns); ``NC == 0`` means "any channel count" (vectorised over
-    channels; SW, DW unused).  ``KH == 0`` gives the fully generic kernels.
+    channels; SW, DW unused).  ``KH == 0`` gives the fully generic kernel.
 
     The constants are closure variables (plain ints, so Numba's on-disk
     cache keys stay stable across processes) and the row code is inlined
-    into each driver, so LLVM sees them as constants.
+    into the kernel, so LLVM sees them as constants.
     """
 
-    @njit(**_SERIAL_OPTS)
-    def serial(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds, dh, cstart,
-               clo, chi, dw, kw, cia, cib, nitems, nchunks):
+    @kernel_jit(KD, KH, KW, SW, DW, NC)
+    def kernel(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds, dh, cstart,
+               clo, chi, dw, kw, cia, cib, nitems, lo, hi):
         _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds, dh,
-                      cstart, clo, chi, dw, kw, cia, cib, 0, nitems, KD, KH, KW, SW, DW, NC)
+                      cstart, clo, chi, dw, kw, cia, cib, lo, hi, KD, KH, KW, SW, DW, NC)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds, dh,
-                 cstart, clo, chi, dw, kw, cia, cib, nitems, nchunks):
-        for chunk in prange(nchunks):
-            _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds,
-                          dh, cstart, clo, chi, dw, kw, cia, cib, chunk * nitems // nchunks,
-                          (chunk + 1) * nitems // nchunks, KD, KH, KW, SW, DW, NC)
-
-    return serial, parallel
+    return kernel
 
 
 # --------------------------------------------------------------------------
@@ -472,33 +481,24 @@ def _backward_rows(dy, off, dx, P, R, W, Wo, C, cover_ptr, cover_out, cover_rt, 
 
 
 @functools.lru_cache(maxsize=None)
-def backward_kernels(KW: int, SW: int, DW: int, NC: int):
-    """(serial, parallel) gather backward kernels, for windows that do not
-    overlap (each dx element receives at most one contribution, so float16
-    held in float32 needs no rounding).
+def backward_kernel(KW: int, SW: int, DW: int, NC: int):
+    """Gather backward kernel over dx rows ``lo <= b * P + p < hi``, for
+    windows that do not overlap (each dx element receives at most one
+    contribution, so float16 held in float32 needs no rounding).
 
     ``NC > 0``: exactly NC channels, window width KW, stride SW, dilation
     DW: output columns whose taps are all inside x are vectorised over
     output columns.  ``NC == 0``: generic.  Constants as in
-    :func:`forward_kernels`.
+    :func:`forward_kernel`.
     """
 
-    @njit(**_SERIAL_OPTS)
-    def serial(dy, off, dx, P, R, W, Wo, C, cover_ptr, cover_out, cover_rt, cstart, clo, chi, dw,
-               kw, zero, cia, cib, cols_tiled, nitems, nchunks):
+    @kernel_jit(KW, SW, DW, NC)
+    def kernel(dy, off, dx, P, R, W, Wo, C, cover_ptr, cover_out, cover_rt, cstart, clo, chi, dw,
+               kw, zero, cia, cib, cols_tiled, nitems, lo, hi):
         _backward_rows(dy, off, dx, P, R, W, Wo, C, cover_ptr, cover_out, cover_rt, cstart, clo,
-                       chi, dw, kw, zero, cia, cib, cols_tiled, 0, nitems, KW, SW, DW, NC)
+                       chi, dw, kw, zero, cia, cib, cols_tiled, lo, hi, KW, SW, DW, NC)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(dy, off, dx, P, R, W, Wo, C, cover_ptr, cover_out, cover_rt, cstart, clo, chi,
-                 dw, kw, zero, cia, cib, cols_tiled, nitems, nchunks):
-        for chunk in prange(nchunks):
-            _backward_rows(dy, off, dx, P, R, W, Wo, C, cover_ptr, cover_out, cover_rt, cstart,
-                           clo, chi, dw, kw, zero, cia, cib, cols_tiled,
-                           chunk * nitems // nchunks, (chunk + 1) * nitems // nchunks,
-                           KW, SW, DW, NC)
-
-    return serial, parallel
+    return kernel
 
 
 # --------------------------------------------------------------------------
@@ -589,8 +589,8 @@ def _scatter_image(dy, off, dx, b, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo
 
 
 @functools.lru_cache(maxsize=None)
-def scatter_kernels(HALF: int, DEPTH: int):
-    """(serial, parallel) backward kernels for overlapping windows.
+def scatter_kernel(HALF: int, DEPTH: int):
+    """Backward kernel for overlapping windows, images ``lo <= b < hi``.
 
     Each work item is one image (channels-first memory: one (n, c) plane,
     C = 1): items never share a dx element, so there are no races, and
@@ -619,23 +619,15 @@ def scatter_kernels(HALF: int, DEPTH: int):
     sum rounded to float16.  ``DEPTH``: 3-D windows (check depth taps too).
     """
 
-    @njit(**_SERIAL_OPTS)
-    def serial(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto,
-               cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
-        for b in range(B):
+    @kernel_jit(HALF, DEPTH)
+    def kernel(dy, off, dx, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto,
+               cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, B, lo, hi):
+        for b in range(lo, hi):
             _scatter_image(dy, off, dx, b, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
                            zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib,
                            HALF, DEPTH)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(dy, off, dx, B, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi, zero_upto,
-                 cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib, nchunks):
-        for b in prange(B):
-            _scatter_image(dy, off, dx, b, P, R, W, Wo, C, first, full, a_lo, a_hi, i_lo, i_hi,
-                           zero_upto, cstart, clo, chi, tap_a, tap_i, tap_j, delta, K, cia, cib,
-                           HALF, DEPTH)
-
-    return serial, parallel
+    return kernel
 
 
 # --------------------------------------------------------------------------
@@ -643,7 +635,7 @@ def scatter_kernels(HALF: int, DEPTH: int):
 # --------------------------------------------------------------------------
 
 
-@njit(**_SERIAL_OPTS)
+@njit(**_OPTS)
 def _flat_unpool_image(y, idx, out, b, So, Si, C):
     """Image ``b`` of physical (B, So, C) ``y`` placed at ``idx`` (positions
     in [0, Si), checked by the caller) of physical (B, Si, C) ``out``, zeros
@@ -659,18 +651,13 @@ def _flat_unpool_image(y, idx, out, b, So, Si, C):
 
 
 @functools.lru_cache(maxsize=None)
-def flat_unpool_kernels():
-    """(serial, parallel) unpooling by flat per-plane indices; work items are
-    images (channels-first memory: one (n, c) plane each)."""
+def flat_unpool_kernel():
+    """Unpooling by flat per-plane indices, images ``lo <= b < hi`` (channels-first
+    memory: one (n, c) plane each)."""
 
-    @njit(**_SERIAL_OPTS)
-    def serial(y, idx, out, B, So, Si, C, nchunks):
-        for b in range(B):
+    @kernel_jit()
+    def kernel(y, idx, out, So, Si, C, B, lo, hi):
+        for b in range(lo, hi):
             _flat_unpool_image(y, idx, out, b, So, Si, C)
 
-    @njit(parallel=True, **_OPTS)
-    def parallel(y, idx, out, B, So, Si, C, nchunks):
-        for b in prange(B):
-            _flat_unpool_image(y, idx, out, b, So, Si, C)
-
-    return serial, parallel
+    return kernel

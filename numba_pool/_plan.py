@@ -82,11 +82,12 @@ class Shapes:
         return self.lay.to_logical(phys, self.n, self.c, self.memory)
 
 
-def _run(kernels, args, work: int) -> None:
+def _run(kernel, arrays: tuple, consts: tuple, work: int) -> None:
+    """``kernel(*arrays, *consts, lo, hi)`` over items ``[0, consts[-1])``."""
     if work < _threading.PARALLEL_MIN_WORK:  # skip a call layer
-        kernels[0](*args, 1)
+        kernel(*arrays, *consts, 0, consts[-1])
     else:
-        _threading.run(*kernels, args, work)
+        _threading.run(kernel, arrays, consts, work)
 
 
 def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
@@ -150,7 +151,7 @@ class MaxPlan(Shapes):
         B, C = self.B, self.C
         W, Wo = cl.size, cl.out
         fkey = forward_key(geom, C, self.cdtype)
-        self.fwd = _kernels.forward_kernels(*fkey)
+        self.fwd = _kernels.forward_kernel(*fkey)
         self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.first, rows.full, rows.tap_ptr,
                           rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start, cl.lo,
                           cl.hi, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
@@ -175,8 +176,8 @@ class MaxPlan(Shapes):
             # Scatter in output order: the work is one pass over dy (and dx
             # rows zeroed as the scatter reaches them), whatever the window size.
             self.backward_kind = "scatter"
-            self.bwd = _kernels.scatter_kernels(int(self.dtype == np.float16),
-                                                int(geom.rank == 3))
+            self.bwd = _kernels.scatter_kernel(int(self.dtype == np.float16),
+                                               int(geom.rank == 3))
             self.bwd_const = self.scatter_const
             self.bwd_work = touched * 4
         else:
@@ -185,7 +186,7 @@ class MaxPlan(Shapes):
             bkey = backward_key(geom, C, self.cdtype)
             narrow_cost = 4 if bkey[0] else 8
             self.bwd_work = touched * (1 if not few_channels else narrow_cost)
-            self.bwd = _kernels.backward_kernels(*bkey)
+            self.bwd = _kernels.backward_kernel(*bkey)
             self.bwd_const = (rows.P, rows.R, W, Wo, C, rows.cover_ptr, rows.cover_out,
                               rows.cover_rt, cl.start, cl.lo, cl.hi, cl.dilation, cl.kernel,
                               self.cdtype.type(0), cl.interior[0], cl.interior[1],
@@ -199,28 +200,28 @@ class MaxPlan(Shapes):
         tap_rt, tap_j = np.divmod(np.arange(taps, dtype=np.int64), cl.kernel)
         tap_a, tap_i = np.divmod(tap_rt, rows.KH)
         delta = rows.rel[tap_rt] * W + tap_j * cl.dilation
-        return (self.B, rows.P, rows.R, W, cl.out, self.C, rows.first, rows.full, rows.a_lo,
-                rows.a_hi, rows.i_lo, rows.i_hi, rows.zero_upto, cl.start, cl.lo, cl.hi, tap_a,
-                tap_i, tap_j, delta, taps, cl.interior[0], cl.interior[1])
+        return (rows.P, rows.R, W, cl.out, self.C, rows.first, rows.full, rows.a_lo, rows.a_hi,
+                rows.i_lo, rows.i_hi, rows.zero_upto, cl.start, cl.lo, cl.hi, tap_a, tap_i, tap_j,
+                delta, taps, cl.interior[0], cl.interior[1], self.B)
 
     def unpool(self, yf, offp, outp) -> None:
         """Write ``yf`` (flattened physical y) at the winners, zeros elsewhere."""
         if not self.empty:
-            _run(_kernels.scatter_kernels(-1, int(self.geom.rank == 3)),
-                 (readonly(yf), readonly(offp.reshape(-1)), outp.reshape(-1))
-                 + self.scatter_const, self.fwd_work)
+            _run(_kernels.scatter_kernel(-1, int(self.geom.rank == 3)),
+                 (readonly(yf), readonly(offp.reshape(-1)), outp.reshape(-1)),
+                 self.scatter_const, self.fwd_work)
 
     def forward(self, xf, yp, offp) -> None:
         """Run the forward kernel: ``xf`` is x flattened in physical order."""
         if not self.empty:
-            _run(self.fwd, (readonly(xf), yp.reshape(-1), offp.reshape(-1)) + self.fwd_const,
+            _run(self.fwd, (readonly(xf), yp.reshape(-1), offp.reshape(-1)), self.fwd_const,
                  self.fwd_work)
 
     def backward(self, dyf, offp, dxp) -> None:
         """Run the backward kernel: ``dyf`` is dy flattened in physical order."""
         if not self.empty:
-            _run(self.bwd, (readonly(dyf), readonly(offp.reshape(-1)), dxp.reshape(-1))
-                 + self.bwd_const, self.bwd_work)
+            _run(self.bwd, (readonly(dyf), readonly(offp.reshape(-1)), dxp.reshape(-1)),
+                 self.bwd_const, self.bwd_work)
 
 
 @functools.lru_cache(maxsize=256)
@@ -276,25 +277,25 @@ class AvgPlan(Shapes):
                           and cl.hi[0] - cl.lo[0] == W and (cl.dilation == 1 or W == 1))
         if self.whole and C == 1:  # global pooling of channels-first planes
             divisor = override if override > 0 else ct(rf1[0] * cf[0])
-            self.fwd = _avg_kernels.global_plane_kernels()
+            self.fwd = _avg_kernels.global_plane_kernel()
             self.fwd_const = (rows.P * W, divisor, B)
         elif C == 1 and self.sequential_division:  # adaptive, channels-first planes:
             # PLANE_BLOCK planes side by side (32x256x30x30 -> 7x7 float32, 1 thread:
             # forward 14.3 -> 5.1 ms, backward 19-20 -> 5.7 ms; PyTorch 11 and 13 ms)
-            self.fwd = _avg_kernels.adaptive_plane_kernels()
+            self.fwd = _avg_kernels.adaptive_plane_kernel()
             self.fwd_const = (rows.P, rows.R, W, Wo, rows.tap_ptr, rows.tap_row, cl.start, cl.lo,
                               cl.hi, cl.dilation, rf1, rf2, cf, override, B)
         else:
-            self.fwd = _avg_kernels.avg_forward_kernels()
+            self.fwd = _avg_kernels.avg_forward_kernel()
             self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, cl.start,
                               cl.lo, cl.hi, cl.dilation, cl.kernel, cl.stride, cl.interior[0],
                               cl.interior[1], rf1, rf2, cf, override, self.sequential_division,
                               lanes, B * rows.R)
         if C == 1 and self.sequential_division:
-            self.bwd = _avg_kernels.adaptive_plane_backward_kernels()
+            self.bwd = _avg_kernels.adaptive_plane_backward_kernel()
             self.bwd_const = self.fwd_const
         else:
-            self.bwd = _avg_kernels.avg_backward_kernels()
+            self.bwd = _avg_kernels.avg_backward_kernel()
             # the whole-image backward fills each image as one row of P * W elements
             P_b, W_b = (1, rows.P * W) if self.whole else (rows.P, W)
             self.bwd_const = (P_b, rows.R, W_b, Wo, C, rows.cover_ptr, rows.cover_out, cl.start,
@@ -307,11 +308,11 @@ class AvgPlan(Shapes):
 
     def forward(self, xf, yp) -> None:
         if not self.empty:
-            _run(self.fwd, (readonly(xf), yp.reshape(-1)) + self.fwd_const, self.fwd_work)
+            _run(self.fwd, (readonly(xf), yp.reshape(-1)), self.fwd_const, self.fwd_work)
 
     def backward(self, dyf, dxp) -> None:
         if not self.empty:
-            _run(self.bwd, (readonly(dyf), dxp.reshape(-1)) + self.bwd_const, self.bwd_work)
+            _run(self.bwd, (readonly(dyf), dxp.reshape(-1)), self.bwd_const, self.bwd_work)
 
 
 @functools.lru_cache(maxsize=256)

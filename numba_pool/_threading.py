@@ -1,4 +1,7 @@
-"""Choosing between the serial and the parallel kernel, safely.
+"""Running a kernel serially or in parallel, safely.
+
+Every kernel is one compiled function over work items; in parallel,
+:func:`numba_pool._driver.drive` runs chunks of items on Numba's threads.
 
 Numba's threading layers differ in what they survive (Numba docs, "The
 Threading Layers"):
@@ -10,7 +13,7 @@ Threading Layers"):
   regions at once abort the interpreter.
 
 numba_pool works under any of them: a parallel call is made only where the
-active layer is safe, and the serial kernel (bit-identical results) runs
+active layer is safe, and the kernel runs serially (bit-identical results)
 otherwise:
 
 * a process forked from a parent whose OpenMP layer was already running
@@ -24,7 +27,7 @@ otherwise:
   serially.
 
 Small problems never pay thread start-up: below ``PARALLEL_MIN_WORK``
-(weighted elements touched) the serial kernel runs.  Thread counts follow
+(weighted elements touched), or with one thread, the kernel runs serially.  Thread counts follow
 ``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``.
 """
 
@@ -35,6 +38,8 @@ import threading
 import warnings
 
 import numba
+
+from . import _driver
 
 # Work below which a call runs serially: elements touched (input + outputs)
 # times the kernel's cost per element (1 for the vectorised kernels, 4-8 for
@@ -132,31 +137,35 @@ def follow_thread_count(n: int) -> None:
         numba.set_num_threads(n)
 
 
-def run(serial, parallel, args, work: int) -> None:
-    """Run ``parallel(*args, nchunks)`` where safe and worth it, else ``serial(*args, 1)``.
+def run(kernel, arrays: tuple, consts: tuple, work: int) -> None:
+    """Run ``kernel(*arrays, *consts, lo, hi)`` over its items, in parallel where
+    safe and worth it, else serially (bit-identical results).
 
-    ``work`` is the number of elements the call reads and writes.  Small
-    calls never start the threading layer.
+    ``consts[-1]`` is the item count; ``work`` is the number of elements the
+    call reads and writes.  Small calls never start the threading layer.
     """
+    nitems = consts[-1]
     if _parallel_broken or work < PARALLEL_MIN_WORK:
-        serial(*args, 1)
+        kernel(*arrays, *consts, 0, nitems)
         return
     if _layer is None:
         _start_layer()
         if _parallel_broken:
-            serial(*args, 1)
+            kernel(*arrays, *consts, 0, nitems)
             return
-    # With one thread the parallel build still runs (on one thread): Numba
-    # compiles parallel loops with non-aliasing arrays, which vectorises some
-    # loops that the serial build leaves scalar.
-    nchunks = numba.get_num_threads() * 4
+    threads = numba.get_num_threads()
+    if threads == 1:
+        kernel(*arrays, *consts, 0, nitems)
+        return
+    address = _driver.kernel_address(kernel, arrays, consts)
+    nchunks = threads * 4
     if _layer == "workqueue":
         if _workqueue_lock.acquire(blocking=False):
             try:
-                parallel(*args, nchunks)
+                _driver.drive(address, arrays + consts, nitems, nchunks)
             finally:
                 _workqueue_lock.release()
         else:
-            serial(*args, 1)
+            kernel(*arrays, *consts, 0, nitems)
         return
-    parallel(*args, nchunks)
+    _driver.drive(address, arrays + consts, nitems, nchunks)

@@ -172,7 +172,7 @@ def unpool_flat(y: np.ndarray, indices: np.ndarray, output_spatial: tuple,
     B, C = (n, c) if memory == CHANNELS_LAST else (n * c, 1)
     so = int(np.prod(out_in))
     if outp.size:
-        _run(_kernels.flat_unpool_kernels(),
-             (readonly(yp.reshape(-1)), readonly(ip.reshape(-1)), outp.reshape(-1), B, so, size, C),
-             B * (so + size) * C)
+        _run(_kernels.flat_unpool_kernel(),
+             (readonly(yp.reshape(-1)), readonly(ip.reshape(-1)), outp.reshape(-1)),
+             (so, size, C, B), B * (so + size) * C)
     return lay.to_logical(outp.view(y.dtype), n, c, memory)

@@ -145,13 +145,14 @@ def _families_for(dtype: str) -> list[str]:
 
 
 def _compile_family(dtype: str, family: str) -> float:
-    """Run every call of ``family`` serially and in parallel; return seconds."""
+    """Run every call of ``family`` serially, then through the parallel driver
+    (compiled once per kernel argument types); return seconds."""
     from . import _threading
 
     start = time.perf_counter()
     saved = _threading.PARALLEL_MIN_WORK
     try:
-        for threshold in (2**62, 0):  # serial build, then parallel build
+        for threshold in (2**62, 0):  # the kernels, then their parallel drivers
             _threading.PARALLEL_MIN_WORK = threshold
             for call in FAMILIES[family]:
                 call.run(dtype)

@@ -52,30 +52,24 @@ def test_worker(mode, layer):
 
 
 def test_set_num_threads_is_honoured(monkeypatch):
-    """The parallel kernels run with the caller's numba.set_num_threads count."""
+    """Parallel calls run with the caller's numba.set_num_threads count; with one
+    thread the kernel runs serially, without the parallel driver."""
     import numba
     import numpy as np
 
     import numba_pool as npool
-    from numba_pool import _threading
+    from numba_pool import _driver
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs at least two Numba threads")
     calls = []
-    real_run = _threading.run
+    real_drive = _driver.drive
 
-    def spy(serial, parallel, args, work):
-        def s(*a):
-            calls.append(("serial", numba.get_num_threads()))
-            serial(*a)
+    def spy(*args):
+        calls.append(numba.get_num_threads())
+        real_drive(*args)
 
-        def p(*a):
-            calls.append(("parallel", numba.get_num_threads()))
-            parallel(*a)
-
-        real_run(s, p, args, work)
-
-    monkeypatch.setattr(_threading, "run", spy)
+    monkeypatch.setattr(_driver, "drive", spy)
     x = np.random.default_rng(0).standard_normal((4, 64, 64, 16), dtype=np.float32)
     previous = numba.get_num_threads()
     try:
@@ -85,5 +79,5 @@ def test_set_num_threads_is_honoured(monkeypatch):
         y2, _ = npool.max_pool2d(x, 3, 2, 1)
     finally:
         numba.set_num_threads(previous)
-    assert calls == [("parallel", 1), ("parallel", numba.config.NUMBA_NUM_THREADS)]
+    assert calls == [numba.config.NUMBA_NUM_THREADS]
     assert_same_bits(y1, y2)

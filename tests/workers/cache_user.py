@@ -12,10 +12,10 @@ _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
 from helpers import same_bits  # noqa: E402
 
 import numba_pool as npool
-from numba_pool import reference
+from numba_pool import _driver, reference
 
 
-kernels = []  # the parallel kernels this process ran
+kernels = [_driver.drive]  # the kernels this process ran, and their parallel driver
 for dtype in (np.float32, np.float64):
     x = np.random.default_rng(0).integers(0, 9, (2, 130, 130, 3)).astype(dtype)  # parallel path
     y, am = npool.max_pool2d(x, 3, 2, 1)
@@ -24,7 +24,7 @@ for dtype in (np.float32, np.float64):
     assert same_bits(y, yr) and same_bits(am.offsets, amr.offsets)
     assert same_bits(dx, reference.max_pool2d_backward(np.ones_like(y), amr))
 
-    kernels += [am._plan.fwd[1], am._plan.bwd[1]]  # the parallel kernels this call ran
+    kernels += [am._plan.fwd, am._plan.bwd]
 hits = misses = 0
 for kernel in set(kernels):
     stats = kernel.stats
