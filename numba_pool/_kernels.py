@@ -81,6 +81,10 @@ i64 = np.int64
 
 # Windows with specialised kernels (see _plan.forward_key).
 SPECIAL_WINDOWS = (2, 3)
+# ... and, with 5+ channels on 1-D and 2-D data, these when windows overlap at most
+# LARGE_WINDOW_MAX_OVERLAP times (window <= 2.5 x stride, see _plan.forward_key).
+LARGE_WINDOWS = (5, 7)
+LARGE_WINDOW_MAX_OVERLAP = 2.5
 # Loops over channels are vectorised from this many channels on; below,
 # kernels vectorise over output columns (one channel) or use per-element code.
 VECTOR_MIN_CHANNELS = 5

@@ -91,7 +91,7 @@ def _run(kernel, arrays: tuple, consts: tuple, work: int) -> None:
 
 
 def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
-    """Which specialised forward kernel fits (see ``_kernels.forward_kernels``).
+    """Which specialised forward kernel fits (see ``_kernels.forward_kernel``).
 
     Each key is compiled (and cached) separately, so only the common windows
     (2 and 3 on every axis) on float32/float64 data are specialised: with
@@ -103,15 +103,32 @@ def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int
     kernel's forward is 3-8x slower (C=1 k2 s2: 2.8 vs 0.34 ms; C=4 k3 s1
     p1: 36 vs 7.0 ms), and 2-4 channels are common in microscopy and
     satellite scenes.
+
+    Windows of 5 and 7 with 5+ channels (1-D and 2-D) are specialised only where
+    they overlap little (window <= 2.5 x stride on every axis): there the
+    unrolled window beats the generic kernel (1 thread, float32: 8x96x96x64 k5
+    s2 p2 4.0 -> 3.2 ms, k5 s3 2.3 -> 1.6, k5 s5 1.3 -> 0.9, k7 s7 1.19 -> 0.96;
+    8x384x384x8 k5 s2 p2 18.1 -> 12.3; 1x14x14x512 k5 s5 p2 0.033 -> 0.025),
+    while with more overlap the generic kernel, which shares each input row's
+    column maxima between overlapping windows, wins (k7 s2 p3 5.9 vs 8.5 ms,
+    k5 s1 9.4 vs 9.8, k7 s1 p3 on 8x32x32x512 17 vs 27).
     """
     if geom.adaptive or dtype not in _SPECIAL_DTYPES:
         return (0, 0, 0, 0, 0, 0)
     k = geom.cols.kernel
-    if k not in _kernels.SPECIAL_WINDOWS or any(a.kernel != k for a in geom.axes):
+    if any(a.kernel != k for a in geom.axes):
         return (0, 0, 0, 0, 0, 0)
     kd = k if geom.rank == 3 else 1
     kh = k if geom.rank >= 2 else 1
     c = geom.cols
+    if k in _kernels.LARGE_WINDOWS:
+        if (channels >= _kernels.VECTOR_MIN_CHANNELS and geom.rank <= 2
+                and all(a.kernel <= _kernels.LARGE_WINDOW_MAX_OVERLAP * a.stride
+                        for a in geom.axes)):
+            return (kd, kh, k, 0, 0, 0)
+        return (0, 0, 0, 0, 0, 0)
+    if k not in _kernels.SPECIAL_WINDOWS:
+        return (0, 0, 0, 0, 0, 0)
     if channels >= _kernels.VECTOR_MIN_CHANNELS:
         return (kd, kh, k, 0, 0, 0)
     if c.dilation == 1 and c.stride in (1, 2, k):  # 1 to 4 channels
@@ -121,7 +138,7 @@ def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int
 
 def backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
     """Which specialised gather backward kernel fits (see
-    ``_kernels.backward_kernels``): few channels (1 to 4: channels-first
+    ``_kernels.backward_kernel``): few channels (1 to 4: channels-first
     data, RGB images), a common window tiling the width (stride = width, no
     dilation).  Only for windows that do not overlap: overlapping windows
     use the scatter kernels."""

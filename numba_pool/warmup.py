@@ -108,6 +108,8 @@ def _few_channel_calls(k: int, rank: int = 2) -> list[_Call]:
 FAMILIES: dict[str, list[_Call]] = {
     "forward, any window": [_Call((2, 9, 9, 6), (2, 3), (2, 3))],
     "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
+    "forward, 5x5 and 7x7 windows (stride >= 2/5 window), 5+ channels": [
+        _Call((2, 15, 15, 8), k, s) for k, s in ((5, 2), (7, 7))],
     "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
     "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
     # windows that do not overlap, images of 64 KiB and more (smaller few-channel
@@ -117,9 +119,9 @@ FAMILIES: dict[str, list[_Call]] = {
         + [_Call((1, 256, 255, nc), k, k) for k in (2, 3) for nc in range(1, 5)]),
     "backward, scatter (overlapping windows, small images)": [
         _Call((2, 9, 9, 8), 3, 1, 1), _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
-    "1-D forward, windows 2 and 3": (
-        [_Call((2, 9, 8), k, 2) for k in (2, 3)] + _few_channel_calls(2, 1)
-        + _few_channel_calls(3, 1)),
+    "1-D forward, windows 2, 3 (and 5, 7 with 5+ channels)": (
+        [_Call((2, 9, 8), k, 2) for k in (2, 3)] + [_Call((2, 15, 8), k, 3) for k in (5, 7)]
+        + _few_channel_calls(2, 1) + _few_channel_calls(3, 1)),
     "3-D forward, cubes 2 and 3, 5+ channels": [_Call((2, 5, 5, 5, 8), k, 2) for k in (2, 3)],
     "3-D forward, cubes 2 and 3, 1-4 channels": _few_channel_calls(2, 3) + _few_channel_calls(3, 3),
     "3-D backward, scatter (overlapping windows)": [_Call((2, 5, 5, 5, 8), 3, 1, 1)],

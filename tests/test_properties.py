@@ -207,3 +207,25 @@ def test_large_few_channel_images_match_reference(data):
     scatter = am._plan.backward_kind == "scatter"
     assert scatter == (k == 4 and c < 5)  # this test is about the gather
     check_against_reference(x, kwargs)
+
+
+@settings(max_examples=30)
+@given(k=st.sampled_from([5, 7]), overlap=st.sampled_from([1.0, 1.4, 2.5]),
+       pad=st.booleans(), dilation=st.sampled_from([1, 2]), c=st.integers(5, 20),
+       h=st.integers(7, 21), w=st.integers(7, 21), dtype=st.sampled_from(FLOATS),
+       data=st.data())
+def test_large_windows_with_many_channels(k, overlap, pad, dilation, c, h, w, dtype, data):
+    """5x5 and 7x7 windows that overlap little have a specialised kernel (many
+    channels): serial and parallel, with ties and padding, bit for bit."""
+    from numba_pool._plan import forward_key
+
+    stride = max(1, int(np.ceil(k / overlap)))
+    kwargs = dict(pool_size=k, strides=stride, padding=k // 2 if pad else 0, dilation=dilation,
+                  ceil_mode=False, data_format="NHWC")
+    if (h + 2 * kwargs["padding"] - dilation * (k - 1) - 1) < 0 or (
+            w + 2 * kwargs["padding"] - dilation * (k - 1) - 1) < 0:
+        return  # no output (ValueError, tested elsewhere)
+    x = data.draw(values((2, c, h, w), dtype)).transpose(0, 2, 3, 1).copy()
+    x[:, :2, :2] = 1.0  # ties inside windows
+    y, am, _, _ = check_against_reference(x, kwargs)
+    assert forward_key(am._plan.geom, am._plan.C, am._plan.cdtype)[2] == k
