@@ -81,3 +81,18 @@ def test_items_are_split_exactly_once():
         address = _driver.kernel_address(plan.fwd, arrays, plan.fwd_const)
         _driver.drive(address, arrays + plan.fwd_const, nitems, nchunks)
         assert_same_bits(y.reshape(y_serial.shape), y_serial, f"{nchunks} chunks")
+
+
+def test_missing_machine_code_is_an_error_not_a_crash():
+    """An address of 0 would crash the process in the driver: refused instead."""
+    from types import SimpleNamespace
+
+    from numba import types
+
+    arrays, consts = (np.zeros(3, np.float32),), (np.int64(3),)
+    sig = (types.float32[::1], types.int64, types.int64, types.int64)
+    cres = SimpleNamespace(library=SimpleNamespace(get_pointer_to_function=lambda name: 0),
+                           fndesc=SimpleNamespace(llvm_func_name="nowhere"))
+    kernel = type("Kernel", (), {"overloads": {sig: cres}})()
+    with pytest.raises(RuntimeError, match="no machine code for nowhere"):
+        _driver.kernel_address(kernel, arrays, consts)
