@@ -4,18 +4,22 @@ import os
 import subprocess
 import sys
 
+import numba
 import pytest
 
 from numba_pool.warmup import FAMILIES, warmup
 
 CHECK_CACHE = """
 import numpy as np, numba_pool as npool
+from numba_pool import _driver, _threading
 x = np.zeros((2, 9, 9, 8), np.int16)
-y, am = npool.max_pool2d(x, 3, 1, 1)
-npool.max_pool2d_backward(np.ones_like(y), am)
-kernels = [am._plan.fwd, am._plan.bwd]
-print(sum(sum(k.stats.cache_hits.values()) for k in kernels),
-      sum(sum(k.stats.cache_misses.values()) for k in kernels))
+for threshold in (2**62, 0):  # the kernels, then the parallel drivers
+    _threading.PARALLEL_MIN_WORK = threshold
+    y, am = npool.max_pool2d(x, 3, 1, 1)
+    npool.max_pool2d_backward(np.ones_like(y), am)
+for kernels in ([am._plan.fwd, am._plan.bwd], [_driver.drive]):
+    print(sum(sum(k.stats.cache_hits.values()) for k in kernels),
+          sum(sum(k.stats.cache_misses.values()) for k in kernels))
 """
 
 
@@ -28,9 +32,12 @@ def test_warmup_fills_the_cache_for_later_processes(tmp_path):
     assert "[ 1/1] int16    backward, scatter (overlapping windows" in proc.stdout
     assert "1 kernel families compiled and cached" in proc.stdout
     assert any(tmp_path.rglob("*.nbi")), "nothing was written to the cache"
-    hits, misses = subprocess.run([sys.executable, "-c", CHECK_CACHE], capture_output=True,
-                                  text=True, env=env, check=True, timeout=300).stdout.split()
-    assert int(hits) == 2 and int(misses) == 0
+    counts = subprocess.run([sys.executable, "-c", CHECK_CACHE], capture_output=True,
+                            text=True, env=env, check=True, timeout=300).stdout.split()
+    kernel_hits, kernel_misses, driver_hits, driver_misses = map(int, counts)
+    assert kernel_hits == 2 and kernel_misses == 0
+    if numba.config.NUMBA_NUM_THREADS > 1:  # with one thread no driver runs
+        assert driver_hits == 2 and driver_misses == 0  # forward's and backward's
 
 
 def test_warmup_errors():
