@@ -84,7 +84,7 @@ class Shapes:
 
 def _run(kernel, arrays: tuple, consts: tuple, work: int) -> None:
     """``kernel(*arrays, *consts, lo, hi)`` over items ``[0, consts[-1])``."""
-    if work < _threading.PARALLEL_MIN_WORK:  # skip a call layer
+    if work < _threading.PARALLEL_MIN_WORK or consts[-1] < 2:  # skip a call layer
         kernel(*arrays, *consts, 0, consts[-1])
     else:
         _threading.run(kernel, arrays, consts, work)
