@@ -82,12 +82,8 @@ class Shapes:
         return self.lay.to_logical(phys, self.n, self.c, self.memory)
 
 
-def _run(kernel, arrays: tuple, consts: tuple, work: int) -> None:
-    """``kernel(*arrays, *consts, lo, hi)`` over items ``[0, consts[-1])``."""
-    if work < _threading.PARALLEL_MIN_WORK or consts[-1] < 2:  # skip a call layer
-        kernel(*arrays, *consts, 0, consts[-1])
-    else:
-        _threading.run(kernel, arrays, consts, work)
+# kernel(*arrays, *consts, lo, hi) over items [0, consts[-1]), serially or in parallel
+_run = _threading.run
 
 
 def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:

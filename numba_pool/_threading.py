@@ -122,53 +122,47 @@ def _start_layer() -> None:
             _layer = _current_layer()
 
 
+def _parallel_ready() -> bool:
+    """Whether parallel calls may run here, starting the threading layer on first use."""
+    if _layer is None and not _parallel_broken:
+        _start_layer()
+    return not _parallel_broken
+
+
 def follow_thread_count(n: int) -> None:
     """Run this Python thread's parallel calls on at most ``n`` threads (capped
     at ``NUMBA_NUM_THREADS``); ``numba_pool.torch`` passes
     ``torch.get_num_threads()`` so one setting governs both libraries."""
-    if _parallel_broken:
+    if not _parallel_ready():
         return
-    if _layer is None:
-        _start_layer()
-        if _parallel_broken:
-            return
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
 
 
 def run(kernel, arrays: tuple, consts: tuple, work: int) -> None:
-    """Run ``kernel(*arrays, *consts, lo, hi)`` over its items, in parallel where
-    safe and worth it, else serially (bit-identical results).
+    """Run ``kernel(*arrays, *consts, lo, hi)`` over its items ``[0, consts[-1])``, in
+    parallel where safe and worth it, else serially (bit-identical results).
 
-    ``consts[-1]`` is the item count; ``work`` is the number of elements the
-    call reads and writes.  Small calls never start the threading layer.
+    ``work`` is the number of elements the call reads and writes.  Small calls
+    never start the threading layer.  A single work item (e.g. the scatter
+    backward of one channels-last image) cannot be split: threads would only add
+    their launch (1x14x14x512 k7 s7 backward, 2 threads: 18 us serially, 27 us
+    through the driver).
     """
     nitems = consts[-1]
-    # One work item (e.g. the scatter backward of a single channels-last image)
-    # cannot be split: threads would only add their launch (1x14x14x512 k7 s7
-    # backward, 2 threads: 18 us serial, 27 us through the driver).
-    if _parallel_broken or work < PARALLEL_MIN_WORK or nitems < 2:
-        kernel(*arrays, *consts, 0, nitems)
-        return
-    if _layer is None:
-        _start_layer()
-        if _parallel_broken:
-            kernel(*arrays, *consts, 0, nitems)
-            return
-    threads = numba.get_num_threads()
-    if threads == 1:
-        kernel(*arrays, *consts, 0, nitems)
-        return
-    address = _driver.kernel_address(kernel, arrays, consts)
-    nchunks = threads * 4
-    if _layer == "workqueue":
-        if _workqueue_lock.acquire(blocking=False):
-            try:
-                _driver.drive(address, arrays + consts, nitems, nchunks)
-            finally:
-                _workqueue_lock.release()
-        else:
-            kernel(*arrays, *consts, 0, nitems)
-        return
-    _driver.drive(address, arrays + consts, nitems, nchunks)
+    if work >= PARALLEL_MIN_WORK and nitems >= 2 and _parallel_ready():
+        threads = numba.get_num_threads()
+        if threads > 1:
+            address = _driver.kernel_address(kernel, arrays, consts)
+            args = (address, arrays + consts, nitems, threads * 4)
+            if _layer != "workqueue":
+                _driver.drive(*args)
+                return
+            if _workqueue_lock.acquire(blocking=False):  # else: another thread's is running
+                try:
+                    _driver.drive(*args)
+                finally:
+                    _workqueue_lock.release()
+                return
+    kernel(*arrays, *consts, 0, nitems)
