@@ -10,6 +10,7 @@ unpooling; 1-D, 2-D and 3-D), exact against PyTorch.
 """
 
 from . import reference
+from ._buffers import buffer_cache_info, set_buffer_cache_size
 from .avgpool import (
     adaptive_avg_pool1d,
     adaptive_avg_pool1d_backward,
@@ -97,6 +98,7 @@ __all__ = [
     "avg_pool2d_backward",
     "avg_pool3d",
     "avg_pool3d_backward",
+    "buffer_cache_info",
     "max_pool1d",
     "max_pool1d_backward",
     "max_pool2d",
@@ -104,6 +106,7 @@ __all__ = [
     "max_pool3d",
     "max_pool3d_backward",
     "reference",
+    "set_buffer_cache_size",
     "argmax_from_flat_indices",
     "max_unpool1d",
     "max_unpool2d",

@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _buffers
+
 CHANNELS_LAST = "channels_last"  # physical (N, *spatial, C)
 PLANAR = "planar"  # physical (N*C, *spatial, 1), i.e. channels-first memory
 
@@ -138,7 +140,7 @@ def kernel_buffer(out, shape, phys_shape, dtype, kernel_dtype, lay: Layout, memo
         check_no_overlap({"out": out}, inputs)
     if user is not None and np.dtype(kernel_dtype) == np.dtype(dtype):
         return user, user
-    return np.empty(phys_shape, kernel_dtype), user
+    return _buffers.empty(phys_shape, kernel_dtype), user
 
 
 def deliver(buf: np.ndarray, user, out, dtype, lay: Layout, n: int, c: int, memory: str):

@@ -12,6 +12,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
+from . import _buffers
 from ._layout import check_no_overlap, check_out, deliver, kernel_buffer, layout
 from ._plan import MaxPlan, compute_dtype, max_plan, offsets_dtype
 from ._validate import (
@@ -178,8 +179,8 @@ def _run_forward(plan: MaxPlan, x: np.ndarray):
     """Fast path: x has the plan's shape, dtype and memory layout.
 
     Kept lean: it is most of the cost of a call on a small input."""
-    yp = np.empty(plan.phys_out, plan.dtype)
-    offp = np.empty(plan.phys_out, plan.odtype)
+    yp = _buffers.empty(plan.phys_out, plan.dtype)
+    offp = _buffers.empty(plan.phys_out, plan.odtype)
     plan.forward(plan.physical(x).reshape(-1), yp, offp)
     return plan.logical(yp), _new_argmax(offp, plan, plan.dtype)
 
@@ -187,7 +188,7 @@ def _run_forward(plan: MaxPlan, x: np.ndarray):
 def _run_backward(plan: MaxPlan, dyv: np.ndarray, offp: np.ndarray) -> np.ndarray:
     """Fast path: ``dyv`` (dy in physical order, C-contiguous) and the offsets
     have the plan's dtypes; returns dx as the caller sees it."""
-    dxp = np.empty(plan.phys_in, plan.dtype)
+    dxp = _buffers.empty(plan.phys_in, plan.dtype)
     plan.backward(dyv.reshape(-1), offp, dxp)
     return plan.logical(dxp)
 
@@ -279,10 +280,10 @@ def _max_pool(x, geom: PoolGeometry, lay, out, fname: str):
         argmax._dtype = x.dtype
         argmax._plan = plan
     else:
-        offp = np.empty(plan.phys_out, plan.odtype)
+        offp = _buffers.empty(plan.phys_out, plan.odtype)
         argmax = _new_argmax(offp, plan, x.dtype)
 
-    yp = yp_user if y_buf is not None and cdtype == x.dtype else np.empty(plan.phys_out, cdtype)
+    yp = yp_user if y_buf is not None and cdtype == x.dtype else _buffers.empty(plan.phys_out, cdtype)
     plan.forward(xp.reshape(-1), yp, offp)
     if yp.dtype != x.dtype:
         if y_buf is not None:

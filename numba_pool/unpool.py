@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
+from . import _buffers, _kernels
 from ._layout import CHANNELS_LAST, Layout, deliver, kernel_buffer, readonly
 from ._plan import _run, max_plan
 from ._validate import as_input_array
@@ -168,7 +168,7 @@ def unpool_flat(y: np.ndarray, indices: np.ndarray, output_spatial: tuple,
     bits = np.dtype(f"u{y.dtype.itemsize}")
     yp = lay.to_physical(y, memory).view(bits)
     ip = lay.to_physical(idx.astype(np.int64, copy=False), memory)
-    outp = np.empty(lay.physical_shape(n, c, output_spatial, memory), bits)
+    outp = _buffers.empty(lay.physical_shape(n, c, output_spatial, memory), bits)
     B, C = (n, c) if memory == CHANNELS_LAST else (n * c, 1)
     so = int(np.prod(out_in))
     if outp.size:

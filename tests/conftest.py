@@ -22,6 +22,20 @@ settings.register_profile("mutation", parent=settings.get_profile("default"),
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def _reuse_every_result_buffer():
+    """Every result of the suite (not only those of 4 MiB and more) comes from
+    the result-buffer cache, and every reused buffer is filled with garbage
+    first: an element a kernel fails to write shows up in the bitwise checks.
+    tests/test_buffers.py checks the default settings."""
+    from numba_pool import _buffers
+
+    _buffers.MIN_BYTES = 1
+    _buffers._cache.poison = True
+
+
+_reuse_every_result_buffer()
+
+
 def pytest_terminal_summary(terminalreporter):
     """An oracle that was opted out is reported loudly, never silently."""
     if os.environ.get("NUMBA_POOL_SKIP_TENSORFLOW") == "1":
