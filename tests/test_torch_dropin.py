@@ -640,3 +640,64 @@ def test_repeat_calls_take_the_remembered_path_bitwise(no_fallback, layout, dtyp
     theirs = x.clone().requires_grad_()
     F.max_pool2d(theirs, 3, 2, 1).sum().backward()
     same(ours.grad, theirs.grad, "dx of an expanded gradient")
+
+
+AVG_REPEATS = {
+    "avg_pool1d k3 s2 p1": (lambda x: nt.avg_pool1d(x, 3, 2, 1), 1),
+    "avg_pool2d k3 s1 p1": (lambda x: nt.avg_pool2d(x, 3, 1, 1), 2),
+    "avg_pool2d k2 ceil, no pad count": (
+        lambda x: nt.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False), 2),
+    "avg_pool2d divisor_override": (lambda x: nt.avg_pool2d(x, 3, 2, 1, divisor_override=5), 2),
+    "avg_pool3d k2": (lambda x: nt.avg_pool3d(x, 2), 3),
+    "adaptive_avg_pool2d 4x3": (lambda x: nt.adaptive_avg_pool2d(x, (4, 3)), 2),
+    "adaptive_avg_pool3d": (lambda x: nt.adaptive_avg_pool3d(x, (2, 3, 2)), 3),
+}
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the avg kernels' dtypes
+@pytest.mark.parametrize("case", sorted(AVG_REPEATS))
+def test_repeat_average_calls_take_the_remembered_path_bitwise(no_fallback, monkeypatch, case,
+                                                               layout, dtype):
+    """Average pooling's repeat path (_ops._avg_fast): from the second call on, a
+    configuration skips the full path, and every call's values and gradients
+    are the first call's bit for bit (the first call's are checked against
+    PyTorch elsewhere)."""
+    call, rank = AVG_REPEATS[case]
+    _ops._avg_fast.clear()
+    _ops._avg_backward_fast.clear()
+    x = _seeded((2, 12, 7, 9, 8)[:2 + rank] if rank < 3 else (2, 12, 5, 7, 6), dtype)
+    if layout == "channels_last" and rank >= 2:
+        x = x.contiguous(memory_format=torch.channels_last if rank == 2
+                         else torch.channels_last_3d)
+    full = {"forward": 0, "backward": 0}
+    real_forward, real_backward = _ops._avg_forward, _ops._avg_backward
+
+    def count(name, real):
+        def spy(*args):
+            full[name] += 1
+            return real(*args)
+        return spy
+
+    monkeypatch.setattr(_ops, "_avg_forward", count("forward", real_forward))
+    monkeypatch.setattr(_ops, "_avg_backward", count("backward", real_backward))
+    g = torch.randn_like(call(x))
+    results = []
+    for _ in range(3):
+        ours = x.clone().requires_grad_()
+        y = call(ours)
+        # autograd.grad, not .backward: .grad would be restrided to x's layout
+        results.append((y, torch.autograd.grad(y, ours, g)[0]))
+    for y, dx in results[1:]:
+        same(y, results[0][0], "y")
+        same(dx, results[0][1], "dx")
+    remembered = list(_ops._avg_fast.values()) + list(_ops._avg_backward_fast.values())
+    assert len(remembered) == 2
+    assert all(v is not None for v in remembered) and full == {"forward": 1, "backward": 1}
+    # a gradient in another memory order is its own configuration, and still right
+    ours = x.clone().requires_grad_()
+    call(ours).sum().backward()
+    expected = x.clone().requires_grad_()
+    call(expected).backward(torch.ones_like(g))
+    same(ours.grad, expected.grad, "dx of an expanded gradient")
+    assert None in _ops._avg_backward_fast.values()  # stride 0: never the repeat path

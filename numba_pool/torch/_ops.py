@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
-from .. import _threading
+from .. import _buffers, _threading
 from .._layout import FORMATS, PLANAR, layout
-from .._plan import max_plan, offsets_dtype
+from .._plan import avg_plan, max_plan, offsets_dtype
 from ..avgpool import _backward as _avg_backward_np
 from ..avgpool import _forward as _avg_forward_np
 from ..geometry import PoolGeometry, adaptive_axis_geometry, adaptive_geometry, pool_geometry
@@ -214,6 +214,7 @@ def _empty(shape, dtype, fmt) -> Tensor:
 # and dtype (no copy, no float16 conversion), and only after the full path ran
 # it.  Measured on a 1x4x4x4 input (2 threads): max pooling forward 102 ->
 # 72 us a call, most of the rest being PyTorch's custom-operator dispatch.
+# Average pooling (regular and adaptive) has the same path (_avg_fast).
 _FAST_LIMIT = 256
 _UNSEEN = object()
 _max_fast: dict = {}
@@ -468,13 +469,78 @@ def _avg_backward(grad: Tensor, input_size, channels_last: bool, geom: PoolGeome
     return _as_tensor(dx, _format_of_flag(channels_last, rank))
 
 
+_avg_fast: dict = {}
+_avg_backward_fast: dict = {}
+
+
+def _remember_avg(cache: dict, key, t: Tensor, input_size, geom: PoolGeometry, cip: bool,
+                  override, backward: bool, fmt) -> None:
+    """Remember the plan of an average pooling call that just ran the full
+    path with ``t`` (x, or the gradient for ``backward``), where ``t`` is in
+    the kernels' memory order and compute dtype."""
+    lay = _lay(geom.rank)
+    a = _np(t)
+    memory = lay.memory_of(a)
+    fast = None  # None: this configuration always takes the full path
+    if memory is not None:
+        plan = avg_plan(tuple(int(v) for v in input_size), a.dtype, geom, lay, memory, cip,
+                        override, _lanes(t, geom, backward))
+        if plan.cdtype == a.dtype == plan.rdtype and _in_kernel_order(plan, a):
+            fast = (plan, fmt)
+    _remember(cache, key, fast)
+
+
+def _avg_forward_repeat(x: Tensor, plan, fmt) -> Tensor:
+    """:func:`_avg_forward` for a configuration seen before (see _avg_fast)."""
+    _sync_threads()
+    yp = _buffers.empty(plan.phys_out, plan.cdtype)
+    plan.forward(plan.physical(_np(x)).reshape(-1), yp)
+    return _as_tensor(plan.logical(yp), fmt)
+
+
+def _avg_backward_repeat(grad: Tensor, plan, fmt) -> Tensor:
+    """:func:`_avg_backward` for a configuration seen before."""
+    _sync_threads()
+    dxp = _buffers.empty(plan.phys_in, plan.cdtype)
+    plan.backward(plan.physical(_np(grad)).reshape(-1), dxp)
+    return _as_tensor(plan.logical(dxp), fmt)
+
+
+def _avg_forward_cached(key, x: Tensor, make_geometry, op: str, cip: bool, override) -> Tensor:
+    fast = _avg_fast.get(key, _UNSEEN)
+    if fast is not None and fast is not _UNSEEN:
+        return _avg_forward_repeat(x, *fast)
+    geom = make_geometry()
+    y = _avg_forward(x, geom, op, cip, override)
+    if fast is _UNSEEN:
+        _remember_avg(_avg_fast, key, x, x.shape, geom, cip, override, False,
+                      output_format(op, geom.rank, _input_format(x)))
+    return y
+
+
+def _avg_backward_cached(key, grad: Tensor, input_size, channels_last: bool, make_geometry,
+                         cip: bool, override) -> Tensor:
+    fast = _avg_backward_fast.get(key, _UNSEEN)
+    if fast is not None and fast is not _UNSEEN:
+        return _avg_backward_repeat(grad, *fast)
+    geom = make_geometry()
+    dx = _avg_backward(grad, input_size, channels_last, geom, cip, override)
+    if fast is _UNSEEN:
+        _remember_avg(_avg_backward_fast, key, grad, input_size, geom, cip, override, True,
+                      _format_of_flag(channels_last, geom.rank))
+    return dx
+
+
 @torch.library.custom_op(f"{_NS}::avg_pool", mutates_args=())
 def avg_pool(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
              padding: Sequence[int], ceil_mode: bool, count_include_pad: bool,
              divisor_override: Optional[int]) -> Tensor:
     """Average pooling of a batched channels-first tensor (PyTorch's divisors)."""
-    geom = _avg_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
-    return _avg_forward(x, geom, "avg", count_include_pad, divisor_override)
+    key = ("avg", tuple(x.shape), x.stride(), x.dtype, tuple(kernel_size), tuple(stride),
+           tuple(padding), ceil_mode, count_include_pad, divisor_override)
+    return _avg_forward_cached(
+        key, x, lambda: _avg_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode),
+        "avg", count_include_pad, divisor_override)
 
 
 @avg_pool.register_fake
@@ -492,9 +558,13 @@ def avg_pool_backward(grad: Tensor, input_size: Sequence[int], channels_last: bo
                       ceil_mode: bool, count_include_pad: bool,
                       divisor_override: Optional[int]) -> Tensor:
     """Gradient of :func:`avg_pool`."""
-    geom = _avg_geometry(input_size[2:], kernel_size, stride, padding, ceil_mode)
-    return _avg_backward(grad, input_size, channels_last, geom, count_include_pad,
-                         divisor_override)
+    key = ("avg", tuple(grad.shape), grad.stride(), grad.dtype, tuple(input_size), channels_last,
+           tuple(kernel_size), tuple(stride), tuple(padding), ceil_mode, count_include_pad,
+           divisor_override)
+    return _avg_backward_cached(
+        key, grad, input_size, channels_last,
+        lambda: _avg_geometry(input_size[2:], kernel_size, stride, padding, ceil_mode),
+        count_include_pad, divisor_override)
 
 
 @avg_pool_backward.register_fake
@@ -506,8 +576,10 @@ def _(grad, input_size, channels_last, kernel_size, stride, padding, ceil_mode,
 @torch.library.custom_op(f"{_NS}::adaptive_avg_pool", mutates_args=())
 def adaptive_avg_pool(x: Tensor, output_size: Sequence[int]) -> Tensor:
     """Adaptive average pooling (PyTorch's windows and divisions)."""
-    geom = adaptive_geometry(tuple(x.shape[2:]), tuple(output_size))
-    return _avg_forward(x, geom, "adaptive_avg", False, None)
+    key = ("adaptive", tuple(x.shape), x.stride(), x.dtype, tuple(output_size))
+    return _avg_forward_cached(
+        key, x, lambda: adaptive_geometry(tuple(x.shape[2:]), tuple(output_size)),
+        "adaptive_avg", False, None)
 
 
 @adaptive_avg_pool.register_fake
@@ -521,8 +593,11 @@ def _(x, output_size):
 def adaptive_avg_pool_backward(grad: Tensor, input_size: Sequence[int],
                                channels_last: bool) -> Tensor:
     """Gradient of :func:`adaptive_avg_pool`."""
-    geom = adaptive_geometry(tuple(input_size[2:]), tuple(grad.shape[2:]))
-    return _avg_backward(grad, input_size, channels_last, geom, False, None)
+    key = ("adaptive", tuple(grad.shape), grad.stride(), grad.dtype, tuple(input_size),
+           channels_last)
+    return _avg_backward_cached(
+        key, grad, input_size, channels_last,
+        lambda: adaptive_geometry(tuple(input_size[2:]), tuple(grad.shape[2:])), False, None)
 
 
 @adaptive_avg_pool_backward.register_fake
