@@ -230,8 +230,10 @@ def report(rows: list[dict], thread_list: list[int], machine: str) -> str:
     worst = sorted(rows, key=lambda r: -r["ratio"])
     lines = [f"# Benchmark grid: numba_pool / PyTorch, {machine}", "",
              f"{len(rows)} measurements ({len(rows) // 4} cells x threads {thread_list} x "
-             "forward/backward); median ms of 5 calls (15 below 4 MB) after a warm-up, fresh "
-             "outputs each call; each library in its own process. Worst cells first.", "",
+             "forward/backward); median ms of 5 calls (15 below 4 MB) after a warm-up, a new "
+             "result each call (no `out=`; numba_pool's results of 4 MiB or more reuse the "
+             "memory of results already dropped, its result-buffer cache); each library in its "
+             "own process. Worst cells first.", "",
              "Targets: realistic cells at most 0.5× PyTorch or within "
              f"{FLOOR_FACTOR}× of the bandwidth floor (reading the inputs and writing the "
              "outputs once at the read/write bandwidth measured in the numba_pool process at "

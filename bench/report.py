@@ -327,7 +327,8 @@ def main() -> None:
         f"- Thread counts: {', '.join(map(str, thread_list))} (numba, PyTorch and TensorFlow set alike)",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         "- Times: median of 30 rounds (5 for the NumPy reference and the seed's loops), "
-        "fresh output arrays each call unless the implementation says `out=`; each "
+        "a new result each call unless the implementation says `out=` (numba_pool's results "
+        "of 4 MiB or more reuse the memory of results already dropped); each "
         "library is timed in its own process (their thread pools disturb each other).",
         "- PyTorch: `torch.nn.functional.max_pool2d` on a channels-last tensor for NHWC cases "
         "(NCHW-contiguous for the nchw case); backward is `y.backward(g)` through autograd.",
