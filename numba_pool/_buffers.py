@@ -28,6 +28,7 @@ every size, each filled with garbage first: ``_Cache.poison``).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -99,7 +100,7 @@ def empty(shape, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array, as ``np.empty(shape, dtype)``,
     reusing an idle buffer of the same size where there is one."""
     dtype = np.dtype(dtype)
-    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    nbytes = dtype.itemsize * math.prod(shape)  # (np.prod: 3 us, most of a small call's budget)
     cache = _cache
     if nbytes < MIN_BYTES or cache.capacity < nbytes:
         return np.empty(shape, dtype)
