@@ -351,6 +351,69 @@ def forward_kernel(KD: int, KH: int, KW: int, SW: int, DW: int, NC: int):
 
 
 # --------------------------------------------------------------------------
+# Channels-first planes in blocks: the channel-vectorised code on small planes.
+# --------------------------------------------------------------------------
+
+# Planes interleaved per block (the vectorised channel loops' width).
+PLANE_LANES = 16
+
+
+@njit(inline="always")
+def _planes_to_lanes(src, base, V, n, dst):
+    """``n`` planes of ``V`` elements from ``src[base:]``, interleaved into
+    ``dst`` as channels-last data: ``dst[q * n + m]`` is element ``q`` of
+    plane ``m``."""
+    nu = U(n)
+    for q in range(U(V)):  # writes in order; n read streams
+        sq = U(base) + q
+        for m in range(nu):
+            dst[q * nu + m] = src[sq + m * U(V)]
+
+
+@njit(inline="always")
+def _lanes_to_planes(src, V, n, dst, base):
+    """The inverse of :func:`_planes_to_lanes`: ``n`` interleaved planes of
+    ``V`` elements from ``src``, written plane after plane to ``dst[base:]``."""
+    nu = U(n)
+    for q in range(U(V)):  # reads in order; n write streams
+        dq = U(base) + q
+        for m in range(nu):
+            dst[dq + m * U(V)] = src[q * nu + m]
+
+
+@functools.lru_cache(maxsize=None)
+def plane_block_forward_kernel():
+    """Generic forward of channels-first planes, blocks ``lo <= blk < hi`` of
+    :data:`PLANE_LANES` planes: each block is interleaved into a channels-last
+    scratch image, pooled there by the generic kernel vectorised over its
+    ``n`` channels, and the result (values and offsets) written back plane by
+    plane.  On small planes the per-plane code runs its column loops over too
+    few elements to vectorise (a row of 30 is all remainder), while the
+    interleaved block vectorises over planes (where that wins is measured in
+    ``_plan.uses_plane_blocks``).  Same windows, same scan order, so the same
+    results bit for bit."""
+
+    @kernel_jit()
+    def kernel(x, y, off, P, R, W, Wo, first, full, tap_ptr, tap_row, tap_rt, ds, dh, cstart,
+               clo, chi, dw, kw, cia, cib, B, nitems, lo, hi):
+        V = P * W
+        Vo = R * Wo
+        xs = np.empty(V * PLANE_LANES, x.dtype)
+        ys = np.empty(Vo * PLANE_LANES, y.dtype)
+        offs = np.empty(Vo * PLANE_LANES, off.dtype)
+        for blk in range(lo, hi):
+            b0 = blk * PLANE_LANES
+            n = min(PLANE_LANES, B - b0)
+            _planes_to_lanes(x, b0 * V, V, n, xs)
+            _forward_rows(xs, ys, offs, P, R, W, Wo, n, first, full, tap_ptr, tap_row, tap_rt,
+                          ds, dh, cstart, clo, chi, dw, kw, cia, cib, 0, R, 0, 0, 0, 0, 0, 0)
+            _lanes_to_planes(ys, Vo, n, y, b0 * Vo)
+            _lanes_to_planes(offs, Vo, n, off, b0 * Vo)
+
+    return kernel
+
+
+# --------------------------------------------------------------------------
 # Backward: a gather over dx rows, so overlapping windows never race.
 # --------------------------------------------------------------------------
 

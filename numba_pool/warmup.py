@@ -107,6 +107,10 @@ def _few_channel_calls(k: int, rank: int = 2) -> list[_Call]:
 # family name -> calls that together compile every kernel of the family
 FAMILIES: dict[str, list[_Call]] = {
     "forward, any window": [_Call((2, 9, 9, 6), (2, 3), (2, 3))],
+    # channels-first planes with adaptive windows or narrow rows, interleaved in
+    # blocks (every rank; _plan.uses_plane_blocks)
+    "forward, any window, small channels-first planes": [
+        _Call((2, 3, 9, 9), (2, 3), (2, 3), data_format="NCHW")],
     "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
     "forward, 5x5 and 7x7 windows (stride >= 2/5 window), 5+ channels": [
         _Call((2, 15, 15, 8), k, s) for k, s in ((5, 2), (7, 7))],

@@ -177,6 +177,63 @@ def test_avg_pool_every_rank_matches_reference(rank, data):
         assert_same_bits(dx, dxr, "avg dx")
 
 
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_plane_blocks_match_reference(rank, data):
+    """Channels-first planes max-pooled in interleaved blocks (_kernels.PLANE_LANES
+    planes as channels, _plan.uses_plane_blocks: narrow rows, adaptive windows):
+    plane counts from 2 across several blocks with a partial last one, serial
+    and parallel, bit for bit; the block kernel is asserted to have run."""
+    from numba_pool import _kernels
+
+    _, kw = data.draw(nd_config(rank))
+    fmt = kw["data_format"] = FORMATS[rank][1]
+    n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 19))
+    assume(n * c >= 2)
+    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank])) for _ in range(rank))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x = data_for((n, c) + spatial, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    if data.draw(st.booleans()):
+        out = tuple(data.draw(st.integers(1, s + 2)) for s in spatial)
+        fwd = lambda: getattr(npool, f"adaptive_max_pool{rank}d")(x, out, data_format=fmt)  # noqa: E731
+        yr, amr = getattr(reference, f"adaptive_max_pool{rank}d")(x, out, data_format=fmt)
+    else:
+        try:
+            yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
+        except ValueError:
+            assume(False)
+        fwd = lambda: getattr(npool, f"max_pool{rank}d")(x, **kw)  # noqa: E731
+    blocks = _kernels.plane_block_forward_kernel()
+    y, am = fwd()
+    assert am._plan.fwd is not _kernels.forward_kernel(0, 0, 0, 0, 0, 0)
+    assume(am._plan.fwd is blocks)  # specialised windows keep their kernels
+    for y, am in both_ways(fwd):
+        assert_same_bits(y, yr, "y")
+        assert_same_bits(am.offsets, amr.offsets, "offsets")
+
+
+def test_plane_block_selection():
+    """Blocks where measured faster (adaptive windows, narrow rows), the
+    per-plane kernels elsewhere (wide rows of regular windows, one plane,
+    channels-last data, blocks over PLANE_BLOCK_MAX_BYTES)."""
+    from numba_pool import _kernels
+
+    blocks = _kernels.plane_block_forward_kernel()
+
+    def kernel(x, *args, adaptive=False, fmt="NCHW"):
+        fn = npool.adaptive_max_pool2d if adaptive else npool.max_pool2d
+        return fn(x, *args, data_format=fmt)[1]._plan.fwd
+
+    assert kernel(np.zeros((2, 8, 30, 30), np.float32), 7, adaptive=True) is blocks
+    assert kernel(np.zeros((2, 8, 14, 14), np.float32), 5, 1, 2) is blocks
+    assert kernel(np.zeros((2, 8, 32, 32), np.float32), 5, 1, 2) is not blocks
+    assert kernel(np.zeros((1, 1, 14, 14), np.float32), 5, 1, 2) is not blocks
+    assert kernel(np.zeros((2, 14, 14, 8), np.float32), 5, 1, 2, fmt="NHWC") is not blocks
+    assert kernel(np.zeros((2, 8, 14, 14), np.float32), 3, 1, 1) is not blocks  # specialised
+    big = np.zeros((1, 2, 200, 200), np.float32)  # 16 such planes exceed the block size
+    assert kernel(big, 9, adaptive=True) is not blocks
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
 def test_global_average_of_planes_matches_reference(dtype):
     """The channels-first global-pooling kernel (blocks of planes side by side):

@@ -67,7 +67,7 @@ def test_families_cover_every_kernel_selection():
 
     from numba_pool._plan import AvgPlan, forward_key
 
-    from numba_pool import _avg_kernels
+    from numba_pool import _avg_kernels, _kernels
 
     avg_kernels = set()
     for family, calls in FAMILIES.items():
@@ -89,5 +89,7 @@ def test_families_cover_every_kernel_selection():
                 assert not scatter, (family, call)
             if "forward" in family and "any window" not in family:
                 assert forward_key(plan.geom, plan.C, plan.cdtype)[2] > 0, (family, call)
+            blocks = plan.fwd is _kernels.plane_block_forward_kernel()
+            assert blocks == ("channels-first planes" in family), (family, call)
     assert avg_kernels == {_avg_kernels.avg_forward_kernel(), _avg_kernels.global_plane_kernel(),
                            _avg_kernels.adaptive_plane_kernel()}
