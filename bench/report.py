@@ -200,10 +200,14 @@ WHY = """
 What these measurements show, case by case (see the `out=` column and the
 bandwidth line of each table):
 
-- **Fresh outputs cost a write pass.** Each call returns new `y`/`dx` arrays;
-  the operating system zero-fills their pages on first touch, an extra pass
-  over the output.  The `numba_pool out=` column (buffers reused, as a training
-  loop can) isolates the kernel: the large backward cases drop by 25-40 %.
+- **Fresh outputs cost a write pass.** The operating system zero-fills a new
+  array's pages on first touch, an extra pass over the output.  numba_pool's
+  results of 4 MiB or more reuse the memory of results already dropped (its
+  result-buffer cache), PyTorch's and TensorFlow's are fresh.  pytest-benchmark
+  keeps each round's result until the next round returns, so numba_pool's
+  fresh-result column alternates between two buffers, while the `out=` column
+  writes one buffer that stays in the last-level cache between calls (nchw
+  backward, 1 thread: 2.3 ms with one buffer, 3.9 ms alternating two).
 - **Ordinary stores.** Numba emits ordinary stores; the write floor uses the
   best write bandwidth measured (`ndarray.fill`, which uses streaming stores).
   Ordinary stores reach only the "without streaming hints" figure, so
