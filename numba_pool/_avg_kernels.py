@@ -21,7 +21,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from ._kernels import _OPTS, U, kernel_jit
+from ._kernels import _OPTS, U, kernel_jit, scratch
 
 
 @njit(inline="always")
@@ -60,7 +60,7 @@ def _sum_planes(x, y, V, divisor, item_lo, item_hi):
     (channels-first memory): every plane of ``V`` elements summed in its own
     order (element by element, as every window is), PLANE_BLOCK planes side
     by side, then divided once by ``divisor``."""
-    acc = np.empty(PLANE_BLOCK, y.dtype)
+    acc = scratch(PLANE_BLOCK, y.dtype)
     zero = y.dtype.type(0)
     Vu = U(V)
     for b0 in range(item_lo, item_hi, PLANE_BLOCK):
@@ -107,7 +107,7 @@ def _planes(src, dst, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, 
     dx planes zeroed, then every output's share added to its window's taps,
     outputs in row-major order.  ``backward`` is a constant of each caller,
     so each compiles only its own branches."""
-    buf = np.empty(PLANE_BLOCK, dst.dtype)
+    buf = scratch(PLANE_BLOCK, dst.dtype)
     zero = dst.dtype.type(0)
     V = U(P * W)
     Vo = U(R * Wo)
@@ -205,7 +205,7 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
     channels: :func:`_avg_columns`, vectorised over channels."""
     WC = W * C
     WoC = Wo * C
-    acc = np.empty(WoC, y.dtype)
+    acc = scratch(WoC, y.dtype)
     zero = y.dtype.type(0)
     Cu = U(C)
     has_interior = cib > cia
@@ -298,12 +298,12 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
     WoC = Wo * C
     Cu = U(C)
     zero = dx.dtype.type(0)
-    share = np.empty(max(WoC, C), dx.dtype)
+    share = scratch(max(WoC, C), dx.dtype)
     has_interior = cib > cia
     # One channel, planes of up to PLANE_SHARES outputs: every output's share is
     # divided once per plane (not once per dx row reading it: kh times).
     plane_shares = C == 1 and not whole and R * Wo <= PLANE_SHARES
-    pshare = np.empty(R * Wo if plane_shares else 0, dx.dtype)
+    pshare = scratch(R * Wo if plane_shares else 0, dx.dtype)
     shares_of = -1
     for item in range(item_lo, item_hi):
         b = item // P

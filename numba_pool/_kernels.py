@@ -79,6 +79,22 @@ def kernel_jit(*constants: int):
 U = np.uint64
 i64 = np.int64
 
+# Padding on each side of a kernel's scratch arrays, in elements (a 64-byte cache
+# line of the smallest scratch dtype, int32/float32): see scratch().
+SCRATCH_PAD = 16
+
+
+@njit(inline="always")
+def scratch(n, dtype):
+    """An uninitialised array of ``n`` elements for one thread's running values
+    that shares no cache line with any other allocation.  Each thread of a
+    parallel call allocates its own, and malloc may place two small ones in one
+    line; two threads writing them then take turns on it (false sharing).
+    Measured on Inception 32x192x35x35 NCHW k3 s1 p1 average forward, 2
+    threads, in a process whose earlier calls had left the heap so: 17-18 ms
+    against 7.5 ms padded (15 ms at 1 thread)."""
+    return np.empty(n + 2 * SCRATCH_PAD, dtype)[SCRATCH_PAD:SCRATCH_PAD + n]
+
 # Windows with specialised kernels (see _plan.forward_key).
 SPECIAL_WINDOWS = (2, 3)
 # ... and, with 5+ channels on 1-D and 2-D data, these when windows overlap at most
@@ -302,8 +318,8 @@ def _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_
     ``cia <= ow < cib`` have every tap inside x; KH == 0 means no
     specialised interior kernel."""
     WC = W * C
-    colv = np.empty(WC, x.dtype)
-    colt = np.empty(WC, np.int32)
+    colv = scratch(WC, x.dtype)
+    colt = scratch(WC, np.int32)
     WoC = Wo * C
     for item in range(item_lo, item_hi):
         b = item // R
@@ -398,9 +414,9 @@ def plane_block_forward_kernel():
                clo, chi, dw, kw, cia, cib, B, nitems, lo, hi):
         V = P * W
         Vo = R * Wo
-        xs = np.empty(V * PLANE_LANES, x.dtype)
-        ys = np.empty(Vo * PLANE_LANES, y.dtype)
-        offs = np.empty(Vo * PLANE_LANES, off.dtype)
+        xs = scratch(V * PLANE_LANES, x.dtype)
+        ys = scratch(Vo * PLANE_LANES, y.dtype)
+        offs = scratch(Vo * PLANE_LANES, off.dtype)
         for blk in range(lo, hi):
             b0 = blk * PLANE_LANES
             n = min(PLANE_LANES, B - b0)
