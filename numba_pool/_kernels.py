@@ -79,20 +79,23 @@ def kernel_jit(*constants: int):
 U = np.uint64
 i64 = np.int64
 
-# Padding on each side of a kernel's scratch arrays, in elements (a 64-byte cache
-# line of the smallest scratch dtype, int32/float32): see scratch().
-SCRATCH_PAD = 16
+# Padding on each side of a kernel's scratch arrays, in elements: a 64-byte cache
+# line even of 1-byte elements (the uint8 offsets), see scratch().
+SCRATCH_PAD = 64
 
 
 @njit(inline="always")
 def scratch(n, dtype):
-    """An uninitialised array of ``n`` elements for one thread's running values
-    that shares no cache line with any other allocation.  Each thread of a
-    parallel call allocates its own, and malloc may place two small ones in one
-    line; two threads writing them then take turns on it (false sharing).
-    Measured on Inception 32x192x35x35 NCHW k3 s1 p1 average forward, 2
-    threads, in a process whose earlier calls had left the heap so: 17-18 ms
-    against 7.5 ms padded (15 ms at 1 thread)."""
+    """An uninitialised array of ``n`` elements for one thread's running values,
+    a view into a padded allocation that shares no cache line with any other.
+
+    Measured on the Inception 32x192x35x35 NCHW k3 s1 p1 average forward at 2
+    threads, replaying bench/family.py's earlier cases in one process first:
+    with plain ``np.empty`` scratch 15.8-16.3 ms in four runs (8 ms in a fresh
+    process, 15 ms at 1 thread); with this view 6.2-7.6 ms, and so also with
+    padding 0 and 16.  So the padding (against false sharing between threads'
+    arrays, the first suspicion) is not what removed the slowdown; why a view
+    does is not known."""
     return np.empty(n + 2 * SCRATCH_PAD, dtype)[SCRATCH_PAD:SCRATCH_PAD + n]
 
 # Windows with specialised kernels (see _plan.forward_key).

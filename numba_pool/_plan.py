@@ -200,14 +200,14 @@ class MaxPlan(Shapes):
                           rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start, cl.lo,
                           cl.hi, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
                           B * rows.R)
-        # Elements touched, weighted by the kernel's cost per element, decide
-        # serial or parallel (bench/threshold.py measured the weights).
         if not fkey[2] and uses_plane_blocks(geom, C, B, rows.P * W * self.cdtype.itemsize):
             self.fwd = _kernels.plane_block_forward_kernel()
             self.fwd_const = (rows.P, rows.R, W, Wo, rows.first, rows.full, rows.tap_ptr,
                               rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start,
                               cl.lo, cl.hi, cl.dilation, cl.kernel, cl.interior[0],
                               cl.interior[1], B, plane_blocks(B))
+        # Elements touched, weighted by the kernel's cost per element, decide
+        # serial or parallel (bench/threshold.py measured the weights).
         touched = B * (rows.P * W + 2 * rows.R * Wo) * C
         self.fwd_work = touched * (1 if fkey[2] else 8)
         few_channels = C < _kernels.VECTOR_MIN_CHANNELS
