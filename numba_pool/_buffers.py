@@ -111,16 +111,18 @@ def empty(shape, dtype) -> np.ndarray:
             if buffers[i].nbytes == nbytes and _idle(buffers, i):
                 found = buffers.pop(i)
                 break
-        if found is None:
-            cache.misses += 1
-            found = np.empty(nbytes, np.uint8)
-        else:
+        reused = found is not None
+        if reused:
             cache.hits += 1
             if cache.poison:
                 found.fill(0x5A if cache.hits % 2 else 0xA5)
+        else:
+            cache.misses += 1
+            found = np.empty(nbytes, np.uint8)
         buffers.append(found)
         result = found.view(dtype).reshape(shape)  # holds the buffer: in use from here on
-        _trim(cache)
+        if not reused:  # a reuse leaves the bytes and count held unchanged
+            _trim(cache)
     return result
 
 
