@@ -49,7 +49,7 @@ CONFIGS = {
 
 # A configuration of the same op with other window constants, run first into the
 # cache of the "after another configuration" measurement: what a model's second
-# pooling layer pays (the parallel drivers, shared by every window, are cached
+# pooling layer pays (the parallel driver, shared by every kernel, is cached
 # then; the new configuration's kernels are not).
 PRIMERS = {"max": ("max", (8, 32, 32, 16), 2, 2, 0, "NHWC"),
            "avg": ("avg", (8, 32, 32, 16), 2, 2, 0, "NHWC")}
@@ -62,7 +62,7 @@ print(warmup._compile_family("float32", {family!r}))
 
 # Where one kernel's compile time goes: the forward kernel of the first
 # configuration above, and the parallel driver that runs it on threads (compiled
-# once per kernel argument types, shared by every window specialisation), each
+# once per Numba cache, shared by every kernel), each
 # in a fresh process with an empty cache, split by Numba's compiler passes.
 BREAKDOWN = """
 import time
@@ -76,11 +76,11 @@ if {build!r} == "kernel":
     compiled = kernel
     t0 = time.perf_counter()
     kernel(*arrays, *consts, 0, consts[-1])
-else:  # the kernel first (not timed), then the driver
-    address = _driver.kernel_address(kernel, arrays, consts)
+else:  # the kernel and its trampoline first (not timed), then the driver
+    entry, block = _driver.prepare(kernel, arrays, consts)
     compiled = _driver.drive
     t0 = time.perf_counter()
-    _driver.drive(address, arrays + consts, consts[-1], 2)
+    _driver.drive(entry, block, consts[-1], 2)
 total = time.perf_counter() - t0
 passes = compiled.get_metadata(compiled.signatures[0])["pipeline_times"]["nopython"]
 groups = dict(typing=0.0, inlining=0.0, llvm=0.0, parfor=0.0)
@@ -146,8 +146,8 @@ def report(first_calls: dict, breakdown: dict, families: dict, machine: str) -> 
                      f"{a[1] + a[2]:.2f} | {sum(w):.2f} |")
     lines += ["", "Where the compile time goes: the forward kernel of the first configuration "
               "(the one build both the serial and the parallel path run), and the parallel "
-              "driver (compiled once per kernel argument types and shared by every window "
-              "specialisation; timed after its kernel), each in a fresh process with an empty "
+              "driver (compiled once per Numba cache and shared by every kernel; timed after "
+              "its kernel), each in a fresh process with an empty "
               "cache (seconds; typing includes compiling the functions it calls; parfor = "
               "building and compiling the parallel loop body):", "",
               "| build | first call | typing | Numba inlining | lowering + LLVM | parfor |",
@@ -156,7 +156,7 @@ def report(first_calls: dict, breakdown: dict, families: dict, machine: str) -> 
         lines.append(f"| {build} | {total:.2f} | {typing:.2f} | {inlining:.2f} | {llvm:.2f} | "
                      f"{parfor:.2f} |")
     lines += ["", "Compile time per kernel family (`python -m numba_pool warmup` compiles all of "
-              "them and their parallel drivers, in parallel processes), one fresh process and "
+              "them and the parallel driver, in parallel processes), one fresh process and "
               "empty cache each:", "", "| family | seconds |", "|---|---|"]
     lines += [f"| {f} | {s:.1f} |" for f, s in families.items()]
     return "\n".join(lines) + "\n"

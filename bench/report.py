@@ -221,8 +221,8 @@ bandwidth line of each table):
   it), so the ratio cannot fall far below 1.0x; on 0.06-0.15 ms calls the
   Python per-call overhead is a visible part of it.
 - **Cold JIT** compiles per dtype and window family (a forward and a backward
-  kernel for the first call, and the parallel drivers once per kernel argument
-  types); bench/jit.md has the times.
+  kernel for the first call, and the parallel driver once for every kernel);
+  bench/jit.md has the times.
   The on-disk cache removes it from every later process, and
   `python -m numba_pool warmup` pays it once at install time.
 """

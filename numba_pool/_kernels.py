@@ -38,9 +38,11 @@ import math
 
 import numpy as np
 from numba import njit
-from numba.core.compiler import Compiler
 
-class _NoAliasCompiler(Compiler):
+from ._inlining import InliningCompiler
+
+
+class _NoAliasCompiler(InliningCompiler):
     """Numba's pipeline with array arguments marked ``noalias`` for LLVM.
 
     Numba does this for the bodies of ``prange`` loops only; kernels without

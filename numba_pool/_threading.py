@@ -154,8 +154,7 @@ def run(kernel, arrays: tuple, consts: tuple, work: int) -> None:
     if work >= PARALLEL_MIN_WORK and nitems >= 2 and _parallel_ready():
         threads = numba.get_num_threads()
         if threads > 1:
-            address = _driver.kernel_address(kernel, arrays, consts)
-            args = (address, arrays + consts, nitems, threads * 4)
+            args = (*_driver.prepare(kernel, arrays, consts), nitems, threads * 4)
             if _layer != "workqueue":
                 _driver.drive(*args)
                 return

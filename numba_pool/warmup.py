@@ -152,13 +152,14 @@ def _families_for(dtype: str) -> list[str]:
 
 def _compile_family(dtype: str, family: str) -> float:
     """Run every call of ``family`` serially, then through the parallel driver
-    (compiled once per kernel argument types); return seconds."""
+    (one for every kernel; each kernel's trampoline is made per process, not
+    cached); return seconds."""
     from . import _threading
 
     start = time.perf_counter()
     saved = _threading.PARALLEL_MIN_WORK
     try:
-        for threshold in (2**62, 0):  # the kernels, then their parallel drivers
+        for threshold in (2**62, 0):  # the kernels, then the parallel driver
             _threading.PARALLEL_MIN_WORK = threshold
             for call in FAMILIES[family]:
                 call.run(dtype)
