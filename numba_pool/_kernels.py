@@ -590,6 +590,73 @@ def backward_kernel(KW: int, SW: int, DW: int, NC: int):
 
 
 # --------------------------------------------------------------------------
+# Backward for overlapping windows of width stride 1: a gather in runs.
+# --------------------------------------------------------------------------
+
+
+# dx elements per chunk of the stride-1 gather (8-16 KB: stays in L1 across taps).
+GATHER_CHUNK = 2048
+
+
+@functools.lru_cache(maxsize=None)
+def stride1_gather_kernel():
+    """Backward over dx rows ``lo <= b * P + p < hi`` for windows of width
+    stride 1 (any window, dilation, padding, channels, rank; overlapping).
+
+    With width stride 1, the windows of one output row that pass column tap
+    ``j`` to the input row do so at consecutive input columns: for each
+    (output row, row tap) reading dx row ``p`` and each column tap ``j``, one
+    contiguous run of (columns x channels) elements gets
+    ``dy if offset == tap else 0`` added, vectorised over the whole run.  The
+    output rows come in increasing order and the column taps in decreasing
+    order, so each dx element receives its windows' contributions in
+    row-major window order (PyTorch's scatter order), and the zeros added for
+    the other windows leave a sum unchanged: results bitwise equal to the
+    scatter's.  No float16 (its sums round after each addition: the scatter).
+
+    ``c0``: input column of tap 0 of output column 0 (minus the left
+    padding).  Work per dx element: one vector step per window tap, against
+    the scatter's one scalar read-modify-write per dy element.
+    """
+
+    @kernel_jit()
+    def kernel(dy, off, dx, P, R, W, Wo, C, cover_ptr, cover_out, cover_rt, c0, dw, kw, zero,
+               nitems, lo, hi):
+        WC = W * C
+        WoC = Wo * C
+        for item in range(lo, hi):
+            b = item // P
+            p = item - b * P
+            xr = item * WC
+            k0 = cover_ptr[p]
+            k1 = cover_ptr[p + 1]
+            # the row in chunks that stay in L1 while every tap adds to them
+            for ca in range(0, WC, GATHER_CHUNK):
+                ce = min(WC, ca + GATHER_CHUNK)
+                for q in range(U(xr + ca), U(xr + ce)):
+                    dx[q] = zero
+                for k in range(k0, k1):
+                    yr = (b * R + cover_out[k]) * WoC
+                    t0 = cover_rt[k] * kw
+                    for jj in range(kw):
+                        j = kw - 1 - jj
+                        first = c0 + j * dw  # input column of output column 0's tap j
+                        # dx elements (first + ow) * C + c of windows 0 <= ow < Wo, in the chunk
+                        a = max(max(first, 0) * C, ca)
+                        e = min(min(first + Wo, W) * C, ce)
+                        if e <= a:
+                            continue
+                        d0 = U(xr + a)
+                        o0 = U(yr - first * C + a)  # dy element of dx element a
+                        t = np.int32(t0 + j)
+                        for m in range(U(e - a)):
+                            g = dy[o0 + m]  # loaded unconditionally: a select, vectorised
+                            dx[d0 + m] += g if np.int32(off[o0 + m]) == t else zero
+
+    return kernel
+
+
+# --------------------------------------------------------------------------
 # Backward for overlapping windows: a scatter in window order.
 # --------------------------------------------------------------------------
 

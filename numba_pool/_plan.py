@@ -38,6 +38,12 @@ SCATTER_MIN_TAPS = 25
 PLANE_BLOCK_MAX_BYTES = 256 * 1024
 PLANE_BLOCK_MAX_WIDTH = 16
 
+# Max backward of overlapping windows with width stride 1: the gather in runs
+# (see uses_stride1_gather) where window taps x element bytes are at most this,
+# and an output row holds at least this many elements.
+STRIDE1_GATHER_MAX_TAP_BYTES = 20
+STRIDE1_GATHER_MIN_RUN = 128
+
 _SPECIAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -154,6 +160,31 @@ def backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[in
     return (0, 0, 0, 0)
 
 
+def uses_stride1_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
+    """Whether the max backward of overlapping windows runs as the gather in
+    runs of ``_kernels.stride1_gather_kernel`` (width stride 1) rather than the
+    scatter.  ``dtype`` is the data's own (float16 sums need the scatter's
+    rounding); ``channels`` the kernels' C (1 for channels-first memory).
+
+    The gather spends one vector step per window tap on every dx element, the
+    scatter one scalar read-modify-write per dy element, so the gather wins
+    with few taps of narrow elements and long runs.  Measured (1 thread,
+    scatter -> gather, ms): float32 k2 s1 NCHW 8x3x384x384 3.8 -> 1.9, NHWC
+    8x384x384x3 4.1 -> 2.1, NHWC 8x96x96x64 4.1 -> 2.9; 1-D NCW 32x128x4000 k2
+    24.7 -> 13.1, k3 27.5 -> 14.6, k5 29.2 -> 18.8.  Lost: runs of 31 output
+    columns (NCHW 8x512x32x32 k2 5.6 -> 7.9), 3x3 windows (NHWC 8x96x96x64 4.9
+    -> 6.5), 3-D k2 (NCDHW 2.4 -> 6.7), float64 k2 (NHWC 8x32x32x512 5.7 ->
+    8.2); 1-D NWC with 128 channels keeps the channel gather (14.6 vs 14.8)."""
+    c = geom.cols
+    taps = geom.window_elements
+    return (not geom.adaptive and dtype != np.float16 and c.stride == 1 and c.kernel > 1
+            and any(a.overlapping for a in geom.axes)
+            and taps * np.dtype(dtype).itemsize <= STRIDE1_GATHER_MAX_TAP_BYTES
+            and c.out * channels >= STRIDE1_GATHER_MIN_RUN
+            and not (channels >= _kernels.VECTOR_MIN_CHANNELS
+                     and not any(a.overlapping for a in geom.axes[:-1])))
+
+
 def uses_plane_blocks(geom: PoolGeometry, channels: int, planes: int, plane_bytes: int) -> bool:
     """Whether the generic max forward over ``planes`` channels-first planes
     (``channels`` is the kernels' C: 1 for channels-first memory) of
@@ -220,7 +251,14 @@ class MaxPlan(Shapes):
         # slower than the scatter.  float16 sums need the scatter's rounding.
         width_only_overlap = (not few_channels and self.dtype != np.float16
                               and not any(a.overlapping for a in geom.axes[:-1]))
-        if ((any(a.overlapping for a in geom.axes) and not width_only_overlap)
+        if uses_stride1_gather(geom, C, self.dtype):
+            self.backward_kind = "stride-1 gather"
+            self.bwd = _kernels.stride1_gather_kernel()
+            self.bwd_const = (rows.P, rows.R, W, Wo, C, rows.cover_ptr, rows.cover_out,
+                              rows.cover_rt, int(cl.start[0]), cl.dilation, cl.kernel,
+                              self.cdtype.type(0), B * rows.P)
+            self.bwd_work = touched * 2
+        elif ((any(a.overlapping for a in geom.axes) and not width_only_overlap)
                 or taps >= SCATTER_MIN_TAPS
                 or (few_channels and (small_image or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
             # Scatter in output order: the work is one pass over dy (and dx

@@ -123,6 +123,7 @@ FAMILIES: dict[str, list[_Call]] = {
         + [_Call((1, 256, 255, nc), k, k) for k in (2, 3) for nc in range(1, 5)]),
     "backward, scatter (overlapping windows, small images)": [
         _Call((2, 9, 9, 8), 3, 1, 1), _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
+    "backward, stride-1 gather (overlapping windows, long rows)": [_Call((1, 2, 200, 1), (1, 2), 1)],
     "1-D forward, windows 2, 3 (and 5, 7 with 5+ channels)": (
         [_Call((2, 9, 8), k, 2) for k in (2, 3)] + [_Call((2, 15, 8), k, 3) for k in (5, 7)]
         + _few_channel_calls(2, 1) + _few_channel_calls(3, 1)),
@@ -145,6 +146,7 @@ def _families_for(dtype: str) -> list[str]:
         return list(FAMILIES)
     return ["forward, any window", "backward, gather (windows that do not overlap)",
             "backward, scatter (overlapping windows, small images)",
+            "backward, stride-1 gather (overlapping windows, long rows)",
             "3-D backward, scatter (overlapping windows)", "unpooling",
             "average pooling (every rank)",
             "unpooling by flat indices (numba_pool.torch's max_unpool)"]

@@ -2,6 +2,8 @@
 interop) against numba_pool.reference, bit for bit, over hypothesis-drawn
 configurations of every rank and both layouts; serial and parallel kernels."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -210,6 +212,79 @@ def test_plane_blocks_match_reference(rank, data):
     for y, am in both_ways(fwd):
         assert_same_bits(y, yr, "y")
         assert_same_bits(am.offsets, amr.offsets, "offsets")
+
+
+@contextlib.contextmanager
+def stride1_gather_everywhere():
+    """Every max backward of overlapping windows with width stride 1 through the
+    stride-1 gather, whatever its speed (plans are cached: cleared around)."""
+    from numba_pool import _plan
+
+    saved = _plan.STRIDE1_GATHER_MAX_TAP_BYTES, _plan.STRIDE1_GATHER_MIN_RUN
+    _plan.max_plan.cache_clear()
+    _plan.STRIDE1_GATHER_MAX_TAP_BYTES, _plan.STRIDE1_GATHER_MIN_RUN = 1 << 30, 0
+    try:
+        yield
+    finally:
+        _plan.STRIDE1_GATHER_MAX_TAP_BYTES, _plan.STRIDE1_GATHER_MIN_RUN = saved
+        _plan.max_plan.cache_clear()
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_stride1_gather_matches_reference(rank, data):
+    """The backward gather in runs (_kernels.stride1_gather_kernel) on every
+    rank, window, dilation, padding, row stride and layout with width stride 1,
+    serial and parallel, with +-0, NaN and inf in x and dy: bit for bit the
+    reference's sums (row-major window order); the kernel is asserted to have run."""
+    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank - 1)) + (
+        data.draw(st.integers(2, 5)),)
+    strides = tuple(data.draw(st.integers(1, 3)) for _ in range(rank - 1)) + (1,)
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(rank))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in pool)
+    fmt = data.draw(st.sampled_from(FORMATS[rank]))
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9))
+    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4)) for _ in range(rank))
+    shape = (n,) + spatial + (c,) if fmt[-1] == "C" else (n, c) + spatial
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int32]))
+    kw = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
+              data_format=fmt)
+    x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    try:
+        yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
+    except ValueError:
+        assume(False)
+    dy = data_for(yr.shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    dxr = getattr(reference, f"max_pool{rank}d_backward")(dy, amr)
+    backward = getattr(npool, f"max_pool{rank}d_backward")
+    with stride1_gather_everywhere():
+        _, am = getattr(npool, f"max_pool{rank}d")(x, **kw)
+        assume(am._plan.backward_kind == "stride-1 gather")  # windows that overlap
+        for dx in both_ways(lambda: backward(dy, am)):
+            assert_same_bits(dx, dxr, "dx")
+
+
+def test_stride1_gather_selection():
+    """The stride-1 gather where measured faster (few taps of narrow elements,
+    long rows), the scatter or the channel gather elsewhere."""
+
+    def kind(x, *args, fmt="NCHW", rank=2):
+        fn = getattr(npool, f"max_pool{rank}d")
+        return fn(x, *args, data_format=fmt)[1]._plan.backward_kind
+
+    g = "stride-1 gather"
+    assert kind(np.zeros((1, 3, 8, 384), np.float32), 2, 1) == g
+    assert kind(np.zeros((1, 8, 384, 3), np.float32), 2, 1, 1, fmt="NHWC") == g
+    assert kind(np.zeros((1, 8, 32, 64), np.float32), 2, 1, fmt="NHWC") == g
+    assert kind(np.zeros((1, 8, 400), np.float32), 5, 1, 2, fmt="NCW", rank=1) == g
+    assert kind(np.zeros((1, 8, 400), np.float64), 2, 1, fmt="NCW", rank=1) == g
+    assert kind(np.zeros((1, 3, 8, 96), np.float32), 2, 1) == "scatter"  # runs of 95
+    assert kind(np.zeros((1, 3, 8, 384), np.float32), 3, 1, 1) == "scatter"  # 9 taps
+    assert kind(np.zeros((1, 3, 8, 384), np.float64), 2, 1) == "scatter"  # 8-byte taps
+    assert kind(np.zeros((1, 3, 8, 384), np.float16), 2, 1) == "scatter"  # rounding
+    assert kind(np.zeros((1, 3, 128, 384), np.float32), 2, 2) == "gather"  # no overlap
+    assert kind(np.zeros((1, 3, 8, 384), np.float32), (2, 2), (1, 2)) != g  # width stride 2
+    assert kind(np.zeros((1, 400, 128), np.float32), 3, 1, fmt="NWC", rank=1) == "gather"
 
 
 def test_plane_block_selection():

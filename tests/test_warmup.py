@@ -87,6 +87,7 @@ def test_families_cover_every_kernel_selection():
                 assert scatter, (family, call)
             elif "gather" in family:
                 assert not scatter, (family, call)
+            assert (plan.backward_kind == "stride-1 gather") == ("stride-1" in family)
             if "forward" in family and "any window" not in family:
                 assert forward_key(plan.geom, plan.C, plan.cdtype)[2] > 0, (family, call)
             blocks = plan.fwd is _kernels.plane_block_forward_kernel()
