@@ -29,6 +29,7 @@ plan's constant arguments are packed once and cached with the trampoline.
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 
@@ -155,6 +156,16 @@ _TRAMPOLINES: dict = {}
 _PREPARED: dict = {}
 _PREPARED_MAX = 1024
 _lock = threading.Lock()
+
+
+def _fresh_lock_in_child() -> None:
+    """A lock another thread held at fork time stays locked forever in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
 
 
 @njit(cache=True, nogil=True)

@@ -26,14 +26,33 @@ from __future__ import annotations
 import contextlib
 import copy as _copy
 
-from numba.core import inline_closurecall as _icc
 from numba.core import ir as _ir
 from numba.core.compiler import Compiler
 
-_WORKER = getattr(_icc, "InlineWorker", None)
-_ORIGINAL_INLINE_IR = getattr(_WORKER, "inline_ir", None)
-# The patch needs the inliner to copy blocks through the module's ``copy``.
-ACTIVE = _ORIGINAL_INLINE_IR is not None and getattr(_icc, "copy", None) is _copy
+# (inline_closurecall module, InlineWorker, its own inline_ir), False where the
+# inliner is not as expected, None until the first compilation (importing the
+# inliner costs ~35 ms, which an import of numba_pool should not pay).
+_inliner_state = None
+
+
+def _inliner():
+    global _inliner_state
+    if _inliner_state is None:
+        try:
+            from numba.core import inline_closurecall as icc
+
+            worker = icc.InlineWorker
+            _inliner_state = ((icc, worker, worker.inline_ir)
+                              if getattr(icc, "copy", None) is _copy else False)
+        except (ImportError, AttributeError):  # pragma: no cover - another Numba
+            _inliner_state = False
+    return _inliner_state or None
+
+
+def active() -> bool:
+    """Whether the patch applies to this Numba (its inliner copies blocks through
+    the module's ``copy``, in ``InlineWorker.inline_ir``)."""
+    return _inliner() is not None
 
 
 class _SharedScopeCopy:
@@ -63,12 +82,13 @@ stats = {"block_copies": 0}
 
 
 def _inline_ir(self, *args, **kwargs):
-    shim, previous = _SharedScopeCopy(), _icc.copy
-    _icc.copy = shim
+    icc, _, original = _inliner()
+    shim, previous = _SharedScopeCopy(), icc.copy
+    icc.copy = shim
     try:
-        return _ORIGINAL_INLINE_IR(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
     finally:
-        _icc.copy = previous
+        icc.copy = previous
         stats["block_copies"] += shim.block_copies
 
 
@@ -76,14 +96,16 @@ def _inline_ir(self, *args, **kwargs):
 def shared_scope_copies():
     """Within: Numba's inliner copies each IR's scope once (see the module
     docstring).  Call only under Numba's global compiler lock."""
-    if not ACTIVE or _WORKER.inline_ir is not _ORIGINAL_INLINE_IR:  # unknown or nested
+    state = _inliner()
+    if state is None or state[1].inline_ir is not state[2]:  # unknown, or nested
         yield
         return
-    _WORKER.inline_ir = _inline_ir
+    worker, original = state[1], state[2]
+    worker.inline_ir = _inline_ir
     try:
         yield
     finally:
-        _WORKER.inline_ir = _ORIGINAL_INLINE_IR
+        worker.inline_ir = original
 
 
 class InliningCompiler(Compiler):

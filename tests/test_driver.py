@@ -139,3 +139,42 @@ def test_missing_machine_code_is_an_error_not_a_crash():
         _driver.prepare(kernel, arrays, consts)
     with pytest.raises(TypeError, match="two or three one-dimensional arrays"):
         _driver.prepare(kernel, arrays[:1], consts)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX only")
+def test_fork_while_another_thread_holds_the_lock():
+    """A child forked while another thread prepared a kernel (holding the driver's
+    lock) can still prepare kernels."""
+    import os
+    import threading
+    import time
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with _driver._lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:  # child: would hang on the inherited, held lock
+        try:
+            with _driver._lock:
+                pass
+        finally:
+            os._exit(0)
+    release.set()
+    t.join()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung on the driver's lock")

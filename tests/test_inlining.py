@@ -38,7 +38,7 @@ def _two_sites(a, n):
 def test_the_patch_applies_to_this_numba():
     """If Numba's inliner changes shape the patch turns itself off; that costs
     every cold first call ~0.6 s, so it must not go unnoticed."""
-    assert _inlining.ACTIVE
+    assert _inlining.active()
 
 
 def test_inlined_code_is_the_same_and_the_patch_is_scoped():
@@ -52,7 +52,7 @@ def test_inlined_code_is_the_same_and_the_patch_is_scoped():
     # five inlining sites, each copying the helper's blocks twice
     assert _inlining.stats["block_copies"] - before >= 10
     assert inline_closurecall.copy is copy
-    assert inline_closurecall.InlineWorker.inline_ir is _inlining._ORIGINAL_INLINE_IR
+    assert inline_closurecall.InlineWorker.inline_ir is _inlining._inliner()[2]
 
 
 def test_python_semantics_at_every_site():
@@ -78,7 +78,19 @@ def test_a_failing_compile_leaves_numba_as_it_was():
     with pytest.raises(Exception):
         njit(pipeline_class=_inlining.InliningCompiler)(bad)(np.ones(3))
     assert inline_closurecall.copy is copy
-    assert inline_closurecall.InlineWorker.inline_ir is _inlining._ORIGINAL_INLINE_IR
+    assert inline_closurecall.InlineWorker.inline_ir is _inlining._inliner()[2]
+
+
+def test_importing_numba_pool_leaves_the_inliner_unimported():
+    """The inliner module (~35 ms to import) loads with the first compilation."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numba_pool; "
+            "print('numba.core.inline_closurecall' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["False"]
 
 
 def test_the_kernels_compile_through_it():
