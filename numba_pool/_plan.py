@@ -32,11 +32,13 @@ SCATTER_MIN_TAPS = 25
 
 # Max pooling forwards over channels-first planes (C = 1 in the kernels) without
 # a specialised kernel run in blocks of _kernels.PLANE_LANES planes interleaved
-# as channels where the per-plane code would be scalar: adaptive windows, and
-# rows of at most PLANE_BLOCK_MAX_WIDTH columns; a block's input must fit
-# PLANE_BLOCK_MAX_BYTES (see uses_plane_blocks for the measurements).
+# as channels where the per-plane code would be scalar or strided: adaptive
+# windows and rows of at most PLANE_BLOCK_MAX_WIDTH columns (a block's input
+# within PLANE_BLOCK_MAX_BYTES), and width strides of 2 or more (within
+# PLANE_BLOCK_STRIDED_MAX_BYTES); see uses_plane_blocks for the measurements.
 PLANE_BLOCK_MAX_BYTES = 256 * 1024
 PLANE_BLOCK_MAX_WIDTH = 16
+PLANE_BLOCK_STRIDED_MAX_BYTES = 1024 * 1024
 
 # Max backward of overlapping windows with width stride 1: the gather in runs
 # (see uses_stride1_gather) where window taps x element bytes are at most this,
@@ -197,10 +199,22 @@ def uses_plane_blocks(geom: PoolGeometry, channels: int, planes: int, plane_byte
     columns, wins and stays: 8x512x32x32 k5 s1 12.5 vs 17.5 ms, k3x2 s2 4.6
     vs 6.1, 8x64x48x48 k5 s1 2.8 vs 4.1; 1-D 32x128x1000 k5 s1 9.6 vs 19.5.
     (Average pooling measured no gain: adaptive 32x256x30x30 -> 7x7 5.0 vs 5.4
-    ms against its own interleaved plane kernel, k3 s1 p1 14.7 vs 29 ms.)"""
-    return (channels == 1 and planes >= 2
-            and (geom.adaptive or geom.cols.size <= PLANE_BLOCK_MAX_WIDTH)
-            and plane_bytes * _kernels.PLANE_LANES <= PLANE_BLOCK_MAX_BYTES)
+    ms against its own interleaved plane kernel, k3 s1 p1 14.7 vs 29 ms.)
+
+    With a width stride of 2 or more the per-plane kernel's columns are strided,
+    and blocks won on every shape measured (float32, 1 / 2 threads, per-plane ->
+    blocks, ms): 8x512x32x32 k5 s2 p2 12.7 -> 5.4 / 6.3 -> 2.8, k5 s5 p2 3.45 ->
+    2.48 / 1.71 -> 1.30, k7 s2 p3 19.2 -> 7.2 (1 thread); 8x64x112x112 k5 s2 p2
+    17.9 -> 8.6 / 9.4 -> 4.2 (800 KB blocks); 8x64x56x56 k3x2 s2 1.68 -> 1.35 /
+    0.89 -> 0.75; 1-D 32x128x4000 k5 s2 p2 86.9 -> 41.2 / 42.5 -> 20.3; 3-D
+    4x32x8x32x32 k5 s2 p2 2.2 -> 1.8 / 1.1 -> 0.95; float64 8x512x32x32 k5 s2
+    p2 15.3 -> 9.3 (1 thread)."""
+    if channels != 1 or planes < 2:
+        return False
+    block = plane_bytes * _kernels.PLANE_LANES
+    if geom.adaptive or geom.cols.size <= PLANE_BLOCK_MAX_WIDTH:
+        return block <= PLANE_BLOCK_MAX_BYTES
+    return geom.cols.stride >= 2 and block <= PLANE_BLOCK_STRIDED_MAX_BYTES
 
 
 def plane_blocks(planes: int) -> int:

@@ -287,10 +287,33 @@ def test_stride1_gather_selection():
     assert kind(np.zeros((1, 400, 128), np.float32), 3, 1, fmt="NWC", rank=1) == "gather"
 
 
+@pytest.mark.parametrize("rank, shape, k, s, p", [
+    (1, (2, 19, 301), 5, 3, 2),
+    (2, (3, 7, 33, 40), 5, 2, 2),
+    (2, (2, 17, 20, 37), (3, 2), (1, 2), 0),
+    (3, (2, 9, 5, 18, 21), (3, 5, 5), (1, 2, 2), (1, 2, 2)),
+])
+def test_plane_blocks_on_wide_strided_rows(rank, shape, k, s, p):
+    """Rows wider than the narrow-row rule, width stride >= 2: blocks, bit for bit
+    the reference (NaN, +-inf, -0.0 and ties in x), serial and parallel, with a
+    partial last block."""
+    from numba_pool import _kernels
+
+    fmt = FORMATS[rank][1]
+    for style in ("special", "ties"):
+        x = data_for(shape, np.float32, 5, style)
+        yr, amr = getattr(reference, f"max_pool{rank}d")(x, k, s, p, data_format=fmt)
+        fwd = lambda: getattr(npool, f"max_pool{rank}d")(x, k, s, p, data_format=fmt)  # noqa: E731
+        for y, am in both_ways(fwd):
+            assert am._plan.fwd is _kernels.plane_block_forward_kernel()
+            assert_same_bits(y, yr, "y")
+            assert_same_bits(am.offsets, amr.offsets, "offsets")
+
+
 def test_plane_block_selection():
-    """Blocks where measured faster (adaptive windows, narrow rows), the
-    per-plane kernels elsewhere (wide rows of regular windows, one plane,
-    channels-last data, blocks over PLANE_BLOCK_MAX_BYTES)."""
+    """Blocks where measured faster (adaptive windows, narrow rows, width strides
+    of 2 or more), the per-plane kernels elsewhere (wide rows of width stride 1,
+    one plane, channels-last data, blocks over their byte limits)."""
     from numba_pool import _kernels
 
     blocks = _kernels.plane_block_forward_kernel()
@@ -305,6 +328,12 @@ def test_plane_block_selection():
     assert kernel(np.zeros((1, 1, 14, 14), np.float32), 5, 1, 2) is not blocks
     assert kernel(np.zeros((2, 14, 14, 8), np.float32), 5, 1, 2, fmt="NHWC") is not blocks
     assert kernel(np.zeros((2, 8, 14, 14), np.float32), 3, 1, 1) is not blocks  # specialised
+    # wider rows with width stride >= 2 (strided columns), blocks up to 1 MB
+    assert kernel(np.zeros((2, 8, 32, 32), np.float32), 5, 2, 2) is blocks
+    assert kernel(np.zeros((2, 8, 32, 32), np.float32), 5, 5, 2) is blocks
+    assert kernel(np.zeros((2, 8, 64, 64), np.float32), (3, 5), (1, 2)) is blocks
+    assert kernel(np.zeros((2, 8, 64, 64), np.float32), (5, 3), (2, 1)) is not blocks
+    assert kernel(np.zeros((2, 2, 256, 256), np.float32), 5, 2, 2) is not blocks  # 4 MB
     big = np.zeros((1, 2, 200, 200), np.float32)  # 16 such planes exceed the block size
     assert kernel(big, 9, adaptive=True) is not blocks
 
