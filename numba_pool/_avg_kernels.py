@@ -46,6 +46,9 @@ def _divide_channel(s, r, ow, c, rf1, rf2, cf, override, adaptive, lanes):
     return _divide(s, r, ow, rf1, rf2, cf, override, adaptive)
 
 
+# dx elements per chunk of the channels-last backward's runs (width stride 1).
+RUN_CHUNK = 2048
+
 PLANE_SHARES = 1 << 16  # largest plane (outputs) whose backward shares are divided once
 # Planes summed side by side by the global-pooling forward (channels-first
 # memory).  Each plane is still summed element by element; 8 interleaved sums
@@ -293,7 +296,11 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
     One channel: taps are visited last to first and columns left to right
     inside each tap, which is still column order for every dx element (a
     later column reaches an element through an earlier tap) and lets LLVM
-    vectorise over columns."""
+    vectorise over columns.  Several channels with width stride 1: the same
+    order over runs of (columns x channels), in chunks of RUN_CHUNK elements
+    (float32 k3 s1 p1, 1 thread, per column -> runs: 8x56x56x3 0.74 -> 0.28 ms,
+    32x28x28x32 0.97 -> 0.80 ms; 64, 192 and 512 channels equal within noise;
+    unchunked runs were 20-40 % slower on rows of 6720-14336 elements)."""
     WC = W * C
     WoC = Wo * C
     Cu = U(C)
@@ -359,6 +366,22 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                     for ow in range(cib, Wo):
                         for j in range(clo[ow], chi[ow]):
                             dx[xr + U(cstart[ow] + j * dw)] += share[ow]
+            elif sw == 1 and not adaptive:
+                # Width stride 1: the windows passing column tap j to this row touch
+                # one contiguous run of (columns x channels); taps last to first keep
+                # each element's columns in order (as for one channel above).
+                # The row in chunks that stay in L1 across the taps.
+                for ca in range(0, WC, RUN_CHUNK):
+                    ce = min(WC, ca + RUN_CHUNK)
+                    for jj in range(kw):
+                        first = cstart[0] + (kw - 1 - jj) * dw  # column of window 0's tap
+                        a = max(max(first, 0) * C, ca)  # dx elements of windows 0 <= ow < Wo
+                        e = min(min(first + Wo, W) * C, ce)
+                        if e > a:
+                            xs = xr + U(a)
+                            ss = U(a - first * C)  # the share of dx element a
+                            for m in range(U(e - a)):
+                                dx[xs + m] += share[ss + m]
             else:
                 for ow in range(Wo):
                     ab = U(ow * C)
