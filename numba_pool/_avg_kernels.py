@@ -46,8 +46,16 @@ def _divide_channel(s, r, ow, c, rf1, rf2, cf, override, adaptive, lanes):
     return _divide(s, r, ow, rf1, rf2, cf, override, adaptive)
 
 
-# dx elements per chunk of the channels-last backward's runs (width stride 1).
+# Channels-last average pooling with width stride 1 and at most RUN_MAX_CHANNELS
+# channels adds whole runs of (columns x channels) per window tap, in chunks of
+# about RUN_CHUNK elements (_avg_runs, _avg_backward_rows).  Measured, float32
+# k3 s1 p1, 1 thread, per column -> runs: forward 8x56x56x3 0.78 -> 0.14 ms,
+# 32x28x28x32 0.71 -> 0.63 ms; backward 8x56x56x3 0.74 -> 0.28, 32x28x28x32 0.97
+# -> 0.80.  With 64 channels and more the per-column loops, vectorised over
+# channels, were as fast or faster (forward k2 s1 8x56x56x64 0.75 vs 0.89 ms,
+# Inception 32x35x35x192 7.3 vs 8.7 ms).
 RUN_CHUNK = 2048
+RUN_MAX_CHANNELS = 32
 
 PLANE_SHARES = 1 << 16  # largest plane (outputs) whose backward shares are divided once
 # Planes summed side by side by the global-pooling forward (channels-first
@@ -216,6 +224,10 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
         b = item // R
         r = item - b * R
         xb = b * P * WC
+        if C != 1 and C <= RUN_MAX_CHANNELS and sw == 1 and not adaptive:
+            _avg_runs(x, y, xb, U(item * WoC), r, W, Wo, C, acc, tap_ptr, tap_row, cstart, dw,
+                      kw, rf1, cf, override)
+            continue
         if C != 1:
             _avg_columns(x, y, xb, U(item * WoC), r, Wo, WC, Cu, acc, tap_ptr, tap_row, cstart,
                          clo, chi, dw, rf1, rf2, cf, override, adaptive, lanes)
@@ -246,6 +258,40 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
         yb = U(item * WoC)
         for ow in range(U(Wo)):
             y[yb + ow] = _divide(acc[ow], r, ow, rf1, rf2, cf, override, adaptive)
+
+
+@njit(inline="always")
+def _avg_runs(x, y, xb, yb, r, W, Wo, C, acc, tap_ptr, tap_row, cstart, dw, kw, rf1, cf,
+              override):
+    """One output row of channels-last data, width stride 1 (not adaptive): the
+    windows passing column tap ``j`` read one contiguous run of (columns x
+    channels), so each (row tap, column tap), in row-major window order, adds
+    one vectorised run into ``acc``, in chunks of whole columns that stay in
+    L1; then divided and stored.  The same additions in the same order as
+    :func:`_avg_columns`."""
+    zero = y.dtype.type(0)
+    cols = max(1, RUN_CHUNK // C)
+    for oa in range(0, Wo, cols):
+        ob = min(Wo, oa + cols)
+        ca = oa * C
+        ce = ob * C
+        for q in range(U(ca), U(ce)):
+            acc[q] = zero
+        for k in range(tap_ptr[r], tap_ptr[r + 1]):
+            xr = xb + tap_row[k] * W * C
+            for j in range(kw):
+                first = cstart[0] + j * dw  # input column of output column 0's tap j
+                a = max(max(0, -first) * C, ca)  # outputs whose tap j is inside x
+                e = min(min(Wo, W - first) * C, ce)
+                if e > a:
+                    xs = U(xr + first * C + a)
+                    for m in range(U(e - a)):
+                        acc[U(a) + m] += x[xs + m]
+        for ow in range(oa, ob):
+            d = override if override > 0 else rf1[r] * cf[ow]
+            o = U(ow * C)
+            for c in range(U(C)):
+                y[yb + o + c] = acc[o + c] / d
 
 
 @njit(inline="always")
@@ -296,11 +342,10 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
     One channel: taps are visited last to first and columns left to right
     inside each tap, which is still column order for every dx element (a
     later column reaches an element through an earlier tap) and lets LLVM
-    vectorise over columns.  Several channels with width stride 1: the same
-    order over runs of (columns x channels), in chunks of RUN_CHUNK elements
-    (float32 k3 s1 p1, 1 thread, per column -> runs: 8x56x56x3 0.74 -> 0.28 ms,
-    32x28x28x32 0.97 -> 0.80 ms; 64, 192 and 512 channels equal within noise;
-    unchunked runs were 20-40 % slower on rows of 6720-14336 elements)."""
+    vectorise over columns.  Up to RUN_MAX_CHANNELS channels with width stride
+    1: the same order over runs of (columns x channels), in chunks of RUN_CHUNK
+    elements (unchunked runs were 20-40 % slower on rows of 6720-14336
+    elements)."""
     WC = W * C
     WoC = Wo * C
     Cu = U(C)
@@ -366,7 +411,7 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                     for ow in range(cib, Wo):
                         for j in range(clo[ow], chi[ow]):
                             dx[xr + U(cstart[ow] + j * dw)] += share[ow]
-            elif sw == 1 and not adaptive:
+            elif sw == 1 and not adaptive and C <= RUN_MAX_CHANNELS:
                 # Width stride 1: the windows passing column tap j to this row touch
                 # one contiguous run of (columns x channels); taps last to first keep
                 # each element's columns in order (as for one channel above).
