@@ -59,3 +59,40 @@ def parallel_threshold(work):
         yield
     finally:
         _threading.PARALLEL_MIN_WORK = old
+
+
+def fork_while_held(lock, in_child, timeout=60.0):
+    """Fork while another thread holds ``lock``; the child runs ``in_child()`` and
+    exits 0.  Returns the child's exit code, or None if it was still running after
+    ``timeout`` seconds (then killed): a child stuck on the inherited, held lock."""
+    import os
+    import threading
+    import time
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            in_child()
+        finally:
+            os._exit(0)
+    release.set()
+    t.join()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None

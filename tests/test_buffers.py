@@ -169,36 +169,11 @@ def test_threads_never_share_a_buffer(defaults):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 def test_fork_while_another_thread_holds_the_lock(defaults):
     """A child forked while another thread held the cache's lock can still allocate."""
-    held, release = threading.Event(), threading.Event()
+    from helpers import fork_while_held
 
-    def holder():
-        with _buffers._cache.lock:
-            held.set()
-            release.wait(30)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    held.wait(30)
-    pid = os.fork()
-    if pid == 0:  # child: would hang on the inherited, held lock
-        try:
-            _buffers.empty((BIG,), np.float32).fill(1)
-        finally:
-            os._exit(0)
-    release.set()
-    t.join()
-    import time
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child hung on the cache's lock")
+    code = fork_while_held(_buffers._cache.lock,
+                           lambda: _buffers.empty((BIG,), np.float32).fill(1))
+    assert code == 0, "the forked child hung on the cache's lock"
 
 
 def test_suite_reuses_with_garbage():

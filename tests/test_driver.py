@@ -145,36 +145,11 @@ def test_missing_machine_code_is_an_error_not_a_crash():
 def test_fork_while_another_thread_holds_the_lock():
     """A child forked while another thread prepared a kernel (holding the driver's
     lock) can still prepare kernels."""
-    import os
-    import threading
-    import time
+    from helpers import fork_while_held
 
-    held, release = threading.Event(), threading.Event()
-
-    def holder():
+    def take_the_lock():
         with _driver._lock:
-            held.set()
-            release.wait(30)
+            pass
 
-    t = threading.Thread(target=holder)
-    t.start()
-    held.wait(30)
-    pid = os.fork()
-    if pid == 0:  # child: would hang on the inherited, held lock
-        try:
-            with _driver._lock:
-                pass
-        finally:
-            os._exit(0)
-    release.set()
-    t.join()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child hung on the driver's lock")
+    assert fork_while_held(_driver._lock, take_the_lock) == 0, \
+        "the forked child hung on the driver's lock"
