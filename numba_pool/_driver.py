@@ -152,7 +152,8 @@ def _trampoline(cres, nwords: int):
 
 # llvm name of a kernel overload -> (trampoline library, entry address)
 _TRAMPOLINES: dict = {}
-# (kernel, id(consts), array types) -> (consts, entry, constant words, array types)
+# (kernel, id(consts), each array's dtype, flags, shape, strides) ->
+#     (consts, trampoline entry, the block's words with the first call's data pointers)
 _PREPARED: dict = {}
 _PREPARED_MAX = 1024
 _lock = threading.Lock()
