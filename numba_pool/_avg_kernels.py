@@ -21,7 +21,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from ._kernels import _OPTS, U, kernel_jit, scratch
+from ._kernels import _OPTS, U, kernel_jit, scratch, tap_run
 
 
 @njit(inline="always")
@@ -420,8 +420,7 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                     ce = min(WC, ca + RUN_CHUNK)
                     for jj in range(kw):
                         first = cstart[0] + (kw - 1 - jj) * dw  # column of window 0's tap
-                        a = max(max(first, 0) * C, ca)  # dx elements of windows 0 <= ow < Wo
-                        e = min(min(first + Wo, W) * C, ce)
+                        a, e = tap_run(first, W, Wo, C, ca, ce)
                         if e > a:
                             xs = xr + U(a)
                             ss = U(a - first * C)  # the share of dx element a

@@ -598,6 +598,16 @@ def backward_kernel(KW: int, SW: int, DW: int, NC: int):
 GATHER_CHUNK = 2048
 
 
+@njit(inline="always")
+def tap_run(first, W, Wo, C, ca, ce):
+    """``(a, e)``: the elements ``a <= q < e`` of an image row (``W`` columns x
+    ``C`` channels), within ``[ca, ce)``, that windows ``0 <= ow < Wo`` of width
+    stride 1 reach through one column tap, whose input column for window 0 is
+    ``first`` (window ``ow`` reaches column ``first + ow``; columns outside the
+    row are left out).  Empty when ``e <= a``."""
+    return max(max(first, 0) * C, ca), min(min(first + Wo, W) * C, ce)
+
+
 @functools.lru_cache(maxsize=None)
 def stride1_gather_kernel():
     """Backward over dx rows ``lo <= b * P + p < hi`` for windows of width
@@ -641,9 +651,7 @@ def stride1_gather_kernel():
                     for jj in range(kw):
                         j = kw - 1 - jj
                         first = c0 + j * dw  # input column of output column 0's tap j
-                        # dx elements (first + ow) * C + c of windows 0 <= ow < Wo, in the chunk
-                        a = max(max(first, 0) * C, ca)
-                        e = min(min(first + Wo, W) * C, ce)
+                        a, e = tap_run(first, W, Wo, C, ca, ce)
                         if e <= a:
                             continue
                         d0 = U(xr + a)

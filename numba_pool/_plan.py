@@ -183,8 +183,19 @@ def uses_stride1_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> b
             and any(a.overlapping for a in geom.axes)
             and taps * np.dtype(dtype).itemsize <= STRIDE1_GATHER_MAX_TAP_BYTES
             and c.out * channels >= STRIDE1_GATHER_MIN_RUN
-            and not (channels >= _kernels.VECTOR_MIN_CHANNELS
-                     and not any(a.overlapping for a in geom.axes[:-1])))
+            and not channel_gather_overlaps(geom, channels, dtype))
+
+
+def channel_gather_overlaps(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
+    """Whether the max backward's gather over dx rows (``_kernels.backward_kernel``)
+    serves windows that overlap: along the width only (1-D, or rows that do not
+    overlap), with many channels.  Vectorised over channels, it still visits each
+    dx element once per window (measured 1-D NWC k3 s2 C128: 13.8 -> 10.3 ms at
+    1 thread, 6.6 -> 4.8 at 2, against the scatter); where rows overlap too it
+    measured up to 1.4x slower than the scatter.  ``dtype`` is the data's own:
+    float16 sums need the scatter's rounding."""
+    return (channels >= _kernels.VECTOR_MIN_CHANNELS and dtype != np.float16
+            and not any(a.overlapping for a in geom.axes[:-1]))
 
 
 def uses_plane_blocks(geom: PoolGeometry, channels: int, planes: int, plane_bytes: int) -> bool:
@@ -258,13 +269,6 @@ class MaxPlan(Shapes):
         few_channels = C < _kernels.VECTOR_MIN_CHANNELS
         small_image = rows.P * W * C * self.cdtype.itemsize < SCATTER_MAX_IMAGE_BYTES
         taps = geom.window_elements
-        # Windows overlapping along the width only (1-D, or rows that do not overlap):
-        # with many channels the gather, vectorised over channels, still visits each
-        # dx element once per window (measured 1-D NWC k3 s2 C128: 13.8 -> 10.3 ms at
-        # 1 thread, 6.6 -> 4.8 at 2); where rows overlap too it measured up to 1.4x
-        # slower than the scatter.  float16 sums need the scatter's rounding.
-        width_only_overlap = (not few_channels and self.dtype != np.float16
-                              and not any(a.overlapping for a in geom.axes[:-1]))
         if uses_stride1_gather(geom, C, self.dtype):
             self.backward_kind = "stride-1 gather"
             self.bwd = _kernels.stride1_gather_kernel()
@@ -272,7 +276,8 @@ class MaxPlan(Shapes):
                               rows.cover_rt, int(cl.start[0]), cl.dilation, cl.kernel,
                               self.cdtype.type(0), B * rows.P)
             self.bwd_work = touched * 2
-        elif ((any(a.overlapping for a in geom.axes) and not width_only_overlap)
+        elif ((any(a.overlapping for a in geom.axes)
+               and not channel_gather_overlaps(geom, C, self.dtype))
                 or taps >= SCATTER_MIN_TAPS
                 or (few_channels and (small_image or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
             # Scatter in output order: the work is one pass over dy (and dx
