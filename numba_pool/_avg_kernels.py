@@ -46,18 +46,13 @@ def _divide_channel(s, r, ow, c, rf1, rf2, cf, override, adaptive, lanes):
     return _divide(s, r, ow, rf1, rf2, cf, override, adaptive)
 
 
-# Channels-last average pooling with width stride 1 and at most RUN_MAX_CHANNELS
-# channels adds whole runs of (columns x channels) per window tap, in chunks of
-# about RUN_CHUNK elements (_avg_runs, _avg_backward_rows).  Measured, float32
-# k3 s1 p1, 1 thread, per column -> runs: forward 8x56x56x3 0.78 -> 0.14 ms,
-# 32x28x28x32 0.71 -> 0.63 ms; backward 8x56x56x3 0.74 -> 0.28, 32x28x28x32 0.97
-# -> 0.80.  With 64 channels and more the per-column loops, vectorised over
-# channels, were as fast or faster (forward k2 s1 8x56x56x64 0.75 vs 0.89 ms,
-# Inception 32x35x35x192 7.3 vs 8.7 ms).
+# Channels-last average pooling with width stride 1 and few channels
+# (_plan.AVG_RUN_MAX_CHANNELS) adds whole runs of (columns x channels) per
+# window tap, in chunks of about RUN_CHUNK elements (_avg_runs,
+# _avg_backward_rows).
 RUN_CHUNK = 2048
-RUN_MAX_CHANNELS = 32
 
-PLANE_SHARES = 1 << 16  # largest plane (outputs) whose backward shares are divided once
+SHARE_ROWS_MAX = 1 << 18  # largest image (outputs) whose backward shares are divided once
 # Planes summed side by side by the global-pooling forward (channels-first
 # memory).  Each plane is still summed element by element; 8 interleaved sums
 # keep the loads busy without spilling: 64x2048x7x7 float32 at 1 thread
@@ -207,8 +202,47 @@ def adaptive_plane_backward_kernel():
 
 
 @njit(inline="always")
+def _add_taps(dst, d, src, o0, o1, o2, o3, n, Cu, fresh):
+    """``dst[d + c]`` (or zero, if ``fresh``) plus ``src[o0 + c]``, ...,
+    ``src[o{n-1} + c]``, added in that order, for every channel ``c < Cu``: up to
+    four taps per pass over ``dst``, which otherwise went through memory once
+    per tap.  Inception 32x35x35x192 k3 s1 p1 float32, 1 thread: forward
+    5.9-7.5 -> 5.2-6.2 ms; in the backward's column gather (with each share
+    divided once) 13.4-13.8 -> 7.0-7.7 ms."""
+    if fresh:
+        z = dst.dtype.type(0)
+        if n == 4:
+            for c in range(Cu):
+                dst[d + c] = z + src[o0 + c] + src[o1 + c] + src[o2 + c] + src[o3 + c]
+        elif n == 3:
+            for c in range(Cu):
+                dst[d + c] = z + src[o0 + c] + src[o1 + c] + src[o2 + c]
+        elif n == 2:
+            for c in range(Cu):
+                dst[d + c] = z + src[o0 + c] + src[o1 + c]
+        elif n == 1:
+            for c in range(Cu):
+                dst[d + c] = z + src[o0 + c]
+        else:
+            for c in range(Cu):
+                dst[d + c] = z
+    elif n == 4:
+        for c in range(Cu):
+            dst[d + c] = dst[d + c] + src[o0 + c] + src[o1 + c] + src[o2 + c] + src[o3 + c]
+    elif n == 3:
+        for c in range(Cu):
+            dst[d + c] = dst[d + c] + src[o0 + c] + src[o1 + c] + src[o2 + c]
+    elif n == 2:
+        for c in range(Cu):
+            dst[d + c] = dst[d + c] + src[o0 + c] + src[o1 + c]
+    elif n == 1:
+        for c in range(Cu):
+            dst[d + c] = dst[d + c] + src[o0 + c]
+
+
+@njit(inline="always")
 def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-              rf1, rf2, cf, override, adaptive, lanes, item_lo, item_hi):
+              rf1, rf2, cf, override, adaptive, lanes, runs, item_lo, item_hi):
     """Output rows ``item_lo <= b * R + r < item_hi``.  Each output sums into
     its own accumulator, row taps in order and, within one, columns in
     order: every window's row-major order.  One channel (channels-first
@@ -224,7 +258,7 @@ def _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, 
         b = item // R
         r = item - b * R
         xb = b * P * WC
-        if C != 1 and C <= RUN_MAX_CHANNELS and sw == 1 and not adaptive:
+        if runs:
             _avg_runs(x, y, xb, U(item * WoC), r, W, Wo, C, acc, tap_ptr, tap_row, cstart, dw,
                       kw, rf1, cf, override)
             continue
@@ -301,17 +335,32 @@ def _avg_columns(x, y, xb, yb, r, Wo, WC, Cu, acc, tap_ptr, tap_row, cstart, clo
     column: each column's window in row-major order (row taps, then columns)
     into ``acc[:Cu]``, which stays in L1 (an accumulator for the whole row,
     row taps outer, did not fit there: Inception 32x35x35x192 k3 s1 p1 took
-    9.7 ms against PyTorch's 7.5 at 1 thread), then divided and stored."""
-    zero = y.dtype.type(0)
+    9.7 ms against PyTorch's 7.5 at 1 thread), up to four taps per pass
+    (:func:`_add_taps`), then divided and stored."""
     for ow in range(Wo):
-        for c in range(Cu):
-            acc[c] = zero
+        # the window's taps in row-major order, four at a time (_add_taps)
+        n = 0
+        fresh = True
+        o0 = o1 = o2 = o3 = U(0)
         for k in range(tap_ptr[r], tap_ptr[r + 1]):
             xr = xb + tap_row[k] * WC
             for j in range(clo[ow], chi[ow]):
-                xq = U(xr + (cstart[ow] + j * dw) * Cu)
-                for c in range(Cu):
-                    acc[c] += x[xq + c]
+                o = U(xr + (cstart[ow] + j * dw) * Cu)
+                if n == 0:
+                    o0 = o
+                elif n == 1:
+                    o1 = o
+                elif n == 2:
+                    o2 = o
+                else:
+                    o3 = o
+                n += 1
+                if n == 4:
+                    _add_taps(acc, U(0), x, o0, o1, o2, o3, 4, Cu, fresh)
+                    n = 0
+                    fresh = False
+        if n > 0 or fresh:
+            _add_taps(acc, U(0), x, o0, o1, o2, o3, n, Cu, fresh)
         ob = yb + U(ow) * Cu
         if override > 0:
             for c in range(Cu):
@@ -334,84 +383,127 @@ def _avg_columns(x, y, xb, yb, r, Wo, WC, Cu, acc, tap_ptr, tap_row, cstart, clo
 
 @njit(inline="always")
 def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw,
-                       sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, item_lo,
-                       item_hi):
+                       sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, runs,
+                       item_lo, item_hi):
     """dx rows ``item_lo <= b * P + p < item_hi``: zero, then add the share
     of every window reading the row, output rows (then columns) in order.
 
     One channel: taps are visited last to first and columns left to right
     inside each tap, which is still column order for every dx element (a
     later column reaches an element through an earlier tap) and lets LLVM
-    vectorise over columns.  Up to RUN_MAX_CHANNELS channels with width stride
-    1: the same order over runs of (columns x channels), in chunks of RUN_CHUNK
+    vectorise over columns.  With ``runs`` (few channels, width stride 1):
+    the same order over runs of (columns x channels), in chunks of RUN_CHUNK
     elements (unchunked runs were 20-40 % slower on rows of 6720-14336
-    elements)."""
+    elements).  Other channels-last windows, not adaptive: each dx column
+    gathers its windows' shares in that order (no zeroing, no read-modify-write
+    of dx per tap); adaptive ones add each window's share to its taps."""
     WC = W * C
     WoC = Wo * C
     Cu = U(C)
     zero = dx.dtype.type(0)
-    share = scratch(max(WoC, C), dx.dtype)
+    # Each output row's shares (dy over the divisor) are divided once per call
+    # and thread, into row r of `shares` (kh dx rows read each), where the
+    # image's outputs fit in SHARE_ROWS_MAX elements; else into one row per
+    # output row reading the dx row, again for every dx row.
+    keep = R * WoC <= SHARE_ROWS_MAX
+    covers = 1  # most output rows reading one dx row
+    for p in range(P):
+        covers = max(covers, cover_ptr[p + 1] - cover_ptr[p])
+    shares = scratch(max(R if keep else covers, 1) * WoC + C, dx.dtype)
+    shares_of = scratch(R if keep else 0, np.int64)  # image whose row r is in `shares`
+    for r in range(R if keep else 0):
+        shares_of[r] = -1
     has_interior = cib > cia
-    # One channel, planes of up to PLANE_SHARES outputs: every output's share is
-    # divided once per plane (not once per dx row reading it: kh times).
-    plane_shares = C == 1 and not whole and R * Wo <= PLANE_SHARES
-    pshare = scratch(R * Wo if plane_shares else 0, dx.dtype)
-    shares_of = -1
+    gather = C != 1 and not runs and not adaptive
     for item in range(item_lo, item_hi):
         b = item // P
         p = item - b * P
         xr = U(item * WC)
-        if plane_shares and b != shares_of:
-            yb = U(b * R * Wo)
-            for r in range(R):
-                for ow in range(Wo):
-                    q = r * Wo + ow
-                    pshare[q] = _divide(dy[yb + U(q)], r, ow, rf1, rf2, cf, override, adaptive)
-            shares_of = b
         if whole:  # one window holds the whole image: every element gets its share once
             yb = U(b * C)
             for c in range(C):
-                share[c] = zero + _divide(dy[yb + U(c)], 0, 0, rf1, rf2, cf, override, adaptive)
+                shares[c] = zero + _divide(dy[yb + U(c)], 0, 0, rf1, rf2, cf, override, adaptive)
             if C == 1:
-                s0 = share[0]
+                s0 = shares[0]
                 for w in range(U(W)):
                     dx[xr + w] = s0
             else:
                 for w in range(U(W)):
                     for c in range(Cu):
-                        dx[xr + w * Cu + c] = share[c]
+                        dx[xr + w * Cu + c] = shares[c]
             continue
-        for q in range(U(WC)):
-            dx[xr + q] = zero
-        for k in range(cover_ptr[p], cover_ptr[p + 1]):  # output rows in order
+        k0 = cover_ptr[p]
+        k1 = cover_ptr[p + 1]
+        for k in range(k0, k1):  # the output rows reading this dx row: their shares
             r = cover_out[k]
+            sb = U((r if keep else k - k0) * WoC)  # row r's shares: shares[sb:sb + WoC]
+            if keep and shares_of[r] == b:
+                continue
             yr = U((b * R + r) * WoC)
-            if plane_shares:
-                for ow in range(U(Wo)):
-                    share[ow] = pshare[U(r * Wo) + ow]
+            if C == 1:
+                for ow in range(Wo):
+                    shares[sb + U(ow)] = _divide(dy[yr + U(ow)], r, ow, rf1, rf2, cf, override,
+                                                 adaptive)
             else:
                 for ow in range(Wo):
                     for c in range(C):
-                        q = ow * C + c
-                        share[q] = _divide_channel(dy[yr + U(q)], r, ow, c, rf1, rf2, cf,
-                                                   override, adaptive, lanes)
+                        q = U(ow * C + c)
+                        shares[sb + q] = _divide_channel(dy[yr + q], r, ow, c, rf1, rf2, cf,
+                                                         override, adaptive, lanes)
+            if keep:
+                shares_of[r] = b
+        if gather:
+            # Several channels, not adaptive: each dx column gathers the shares of
+            # the windows reading it, output rows then columns in order (column
+            # taps last to first), four at a time (_add_taps).
+            for w in range(W):
+                d = xr + U(w * C)
+                n = 0
+                fresh = True
+                o0 = o1 = o2 = o3 = U(0)
+                for k in range(k0, k1):
+                    sb = U((cover_out[k] if keep else k - k0) * WoC)
+                    for jj in range(kw):
+                        t = w - cstart[0] - (kw - 1 - jj) * dw  # ow * sw if tap jj reads w
+                        if t >= 0 and t % sw == 0 and t // sw < Wo:
+                            o = sb + U(t // sw * C)
+                            if n == 0:
+                                o0 = o
+                            elif n == 1:
+                                o1 = o
+                            elif n == 2:
+                                o2 = o
+                            else:
+                                o3 = o
+                            n += 1
+                            if n == 4:
+                                _add_taps(dx, d, shares, o0, o1, o2, o3, 4, Cu, fresh)
+                                n = 0
+                                fresh = False
+                if n > 0 or fresh:  # (fresh and no tap: a column no window reads, zero)
+                    _add_taps(dx, d, shares, o0, o1, o2, o3, n, Cu, fresh)
+            continue
+        for q in range(U(WC)):
+            dx[xr + q] = zero
+        for k in range(k0, k1):  # output rows in order
+            sb = U((cover_out[k] if keep else k - k0) * WoC)
             if C == 1:
                 # edge (or adaptive) columns one after the other; interior columns taps
                 # last to first: each element still receives its columns in order
                 e0 = cia if has_interior else Wo
                 for ow in range(e0):
                     for j in range(clo[ow], chi[ow]):
-                        dx[xr + U(cstart[ow] + j * dw)] += share[ow]
+                        dx[xr + U(cstart[ow] + j * dw)] += shares[sb + U(ow)]
                 if has_interior:
-                    a0 = U(cia)
+                    a0 = sb + U(cia)
                     for j in range(kw - 1, -1, -1):
                         xs = xr + U(cstart[cia] + j * dw)
                         for m in range(U(cib - cia)):
-                            dx[xs + m * U(sw)] += share[a0 + m]
+                            dx[xs + m * U(sw)] += shares[a0 + m]
                     for ow in range(cib, Wo):
                         for j in range(clo[ow], chi[ow]):
-                            dx[xr + U(cstart[ow] + j * dw)] += share[ow]
-            elif sw == 1 and not adaptive and C <= RUN_MAX_CHANNELS:
+                            dx[xr + U(cstart[ow] + j * dw)] += shares[sb + U(ow)]
+            elif runs:
                 # Width stride 1: the windows passing column tap j to this row touch
                 # one contiguous run of (columns x channels); taps last to first keep
                 # each element's columns in order (as for one channel above).
@@ -423,16 +515,16 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                         a, e = tap_run(first, W, Wo, C, ca, ce)
                         if e > a:
                             xs = xr + U(a)
-                            ss = U(a - first * C)  # the share of dx element a
+                            ss = sb + U(a - first * C)  # the share of dx element a
                             for m in range(U(e - a)):
-                                dx[xs + m] += share[ss + m]
-            else:
+                                dx[xs + m] += shares[ss + m]
+            else:  # adaptive windows, several channels
                 for ow in range(Wo):
-                    ab = U(ow * C)
+                    ab = sb + U(ow * C)
                     for j in range(clo[ow], chi[ow]):
                         xq = xr + U((cstart[ow] + j * dw) * C)
                         for c in range(Cu):
-                            dx[xq + c] += share[ab + c]
+                            dx[xq + c] += shares[ab + c]
 
 
 @functools.lru_cache(maxsize=None)
@@ -442,9 +534,9 @@ def avg_forward_kernel():
 
     @kernel_jit()
     def kernel(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-               rf1, rf2, cf, override, adaptive, lanes, nitems, lo, hi):
+               rf1, rf2, cf, override, adaptive, lanes, runs, nitems, lo, hi):
         _avg_rows(x, y, P, R, W, Wo, C, tap_ptr, tap_row, cstart, clo, chi, dw, kw, sw, cia, cib,
-                  rf1, rf2, cf, override, adaptive, lanes, lo, hi)
+                  rf1, rf2, cf, override, adaptive, lanes, runs, lo, hi)
 
     return kernel
 
@@ -455,9 +547,9 @@ def avg_backward_kernel():
 
     @kernel_jit()
     def kernel(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw, kw, sw, cia,
-               cib, rf1, rf2, cf, override, adaptive, lanes, whole, nitems, lo, hi):
+               cib, rf1, rf2, cf, override, adaptive, lanes, whole, runs, nitems, lo, hi):
         _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo, chi, dw,
-                           kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, lo,
-                           hi)
+                           kw, sw, cia, cib, rf1, rf2, cf, override, adaptive, lanes, whole, runs,
+                           lo, hi)
 
     return kernel

@@ -160,9 +160,9 @@ def test_adaptive_pooling_matches_reference(rank, data):
         assert_same_bits(dx, dxr, "adaptive avg dx")
 
 
-@pytest.mark.parametrize("rank", [1, 2, 3])
-@given(data=st.data())
-def test_avg_pool_every_rank_matches_reference(rank, data):
+def check_avg_against_reference(rank, data):
+    """One drawn average pooling, forward and backward, serial and parallel,
+    bit for bit the reference's."""
     shape, kw = data.draw(nd_config(rank))
     kw["count_include_pad"] = data.draw(st.sampled_from([None, True, False]))
     kw["divisor_override"] = data.draw(st.one_of(st.none(), st.integers(1, 7)))
@@ -177,6 +177,62 @@ def test_avg_pool_every_rank_matches_reference(rank, data):
     dxr = getattr(reference, f"avg_pool{rank}d_backward")(dy, x.shape, **kw)
     for dx in both_ways(lambda: getattr(npool, f"avg_pool{rank}d_backward")(dy, x.shape, **kw)):
         assert_same_bits(dx, dxr, "avg dx")
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_avg_pool_every_rank_matches_reference(rank, data):
+    check_avg_against_reference(rank, data)
+
+
+@contextlib.contextmanager
+def avg_runs_up_to(channels):
+    """Channels-last average pooling in runs (AvgPlan.runs) only up to
+    ``channels`` channels (plans are cached: cleared around)."""
+    from numba_pool import _plan
+
+    saved = _plan.AVG_RUN_MAX_CHANNELS
+    _plan.avg_plan.cache_clear()
+    _plan.AVG_RUN_MAX_CHANNELS = channels
+    try:
+        yield
+    finally:
+        _plan.AVG_RUN_MAX_CHANNELS = saved
+        _plan.avg_plan.cache_clear()
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_avg_columns_match_reference(rank, data):
+    """The per-column kernels of several channels (forward: each window's taps,
+    four per pass; backward: each dx column gathering its windows' shares), also
+    where width stride 1 would take the runs: bit for bit the reference's."""
+    with avg_runs_up_to(1):
+        check_avg_against_reference(rank, data)
+
+
+@pytest.mark.parametrize("fmt, shape, pool, strides, padding, dilation", [
+    ("NHWC", (2, 9, 11, 130), 3, 1, 1, 1),  # past AVG_RUN_MAX_CHANNELS: columns
+    ("NHWC", (2, 9, 11, 70), (2, 5), (1, 2), (1, 2), (1, 2)),
+    ("NDHWC", (1, 4, 5, 6, 80), 3, (2, 1, 1), 1, 1),
+    ("NWC", (3, 17, 66), 4, 1, 2, 2),  # runs, at the limit
+])
+def test_avg_many_channels_match_reference(fmt, shape, pool, strides, padding, dilation):
+    """Channel counts past the property tests' 19, on both sides of
+    AVG_RUN_MAX_CHANNELS, with padding not counted and counted."""
+    rank = len(shape) - 2
+    x = data_for(shape, np.float32, 5, "special")
+    for include in (False, True):
+        kw = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
+                  data_format=fmt, count_include_pad=include)
+        yr = getattr(reference, f"avg_pool{rank}d")(x, **kw)
+        for y in both_ways(lambda: getattr(npool, f"avg_pool{rank}d")(x, **kw)):
+            assert_same_bits(y, yr, "avg y")
+        dy = data_for(yr.shape, yr.dtype, 6, "special")
+        dxr = getattr(reference, f"avg_pool{rank}d_backward")(dy, x.shape, **kw)
+        for dx in both_ways(lambda: getattr(npool, f"avg_pool{rank}d_backward")(
+                dy, x.shape, **kw)):
+            assert_same_bits(dx, dxr, "avg dx")
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
