@@ -11,6 +11,7 @@ op family: ranks differ only in their row tables (:mod:`numba_pool._rows`).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -54,6 +55,12 @@ AVG_RUN_MAX_CHANNELS = 64
 # and an output row holds at least this many elements.
 STRIDE1_GATHER_MAX_TAP_BYTES = 20
 STRIDE1_GATHER_MIN_RUN = 128
+# Max backward of channels-first planes with stride 1 on every axis: whole-plane
+# gathers (see uses_plane_gather) for windows of at most this many taps, where
+# taps x padded plane bytes are at most this, for data of these dtypes.
+PLANE_GATHER_MAX_TAPS = 9
+PLANE_GATHER_MAX_TAP_BYTES = 160 * 1024
+PLANE_GATHER_DTYPES = (np.dtype(np.float32),)
 
 _SPECIAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -195,6 +202,49 @@ def uses_stride1_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> b
             and not channel_gather_overlaps(geom, channels, dtype))
 
 
+def uses_plane_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
+    """Whether the max backward runs as whole-plane gathers
+    (``_kernels.plane_gather_kernel``): channels-first planes (``channels``, the
+    kernels' C, is 1), stride 1 on every axis, overlapping windows of at most
+    PLANE_GATHER_MAX_TAPS taps, small padded planes, data in one of
+    PLANE_GATHER_DTYPES (the data's own dtype: float16 sums need the scatter's
+    rounding).
+
+    One vector step per (tap, padded-plane element) and three copies, against
+    the scatter's scalar read-modify-write per dy element.  Measured (float32,
+    ms, scatter -> plane gather, 1 thread): 8x512x32x32 k2 s1 p1 9.75 -> 4.51,
+    k3 p1 6.52 -> 5.83; 8x64x96x96 k2 p1 6.53 -> 4.67; 3-D 8x64x8x16x16 k2
+    1.44 -> 1.18, k2 p1 2.90 -> 1.65; 1-D 32x128x50 k3 p1 0.32 -> 0.27,
+    32x128x100 k5 p2 0.56 -> 0.50; 8x128x28x28 k3 p1 1.20 -> 1.08.  2 threads:
+    8x512x32x32 k2 p1 3.43 -> 2.36, k2 p0 2.53 -> 1.69, k3 p1 3.21 -> 2.86;
+    8x64x96x96 k2 p1 2.92 -> 2.34.  Lost or even (a standalone prototype, 1
+    thread): 8x512x32x32 k5 p2 9.2 vs 12.8, 8x64x96x96 k3 7.5 vs 7.8,
+    8x64x64x64 k3 p1 2.8 vs 2.7; float64 8x512x32x32 k2 p1 9.9 vs 10.6, k3 p1
+    9.6 vs 14.2.  Where the stride-1 gather takes the rows it is faster (1-D
+    32x128x200 k3 p1 0.47 vs 0.57)."""
+    axes = geom.axes
+    if (channels != 1 or geom.adaptive or np.dtype(dtype) not in PLANE_GATHER_DTYPES
+            or any(a.stride != 1 for a in axes) or not any(a.overlapping for a in axes)):
+        return False
+    taps = geom.window_elements
+    padded = math.prod(a.out + (a.kernel - 1) * a.dilation for a in axes)
+    return (taps <= PLANE_GATHER_MAX_TAPS
+            and taps * padded * np.dtype(dtype).itemsize <= PLANE_GATHER_MAX_TAP_BYTES)
+
+
+def plane_gather_const(geom: PoolGeometry, planes: int) -> tuple:
+    """Constant arguments of ``_kernels.plane_gather_kernel``: sizes, outputs,
+    windows, dilations and leading padding of the depth, height and width axes
+    (unit axes in front for 1-D and 2-D), then the number of planes."""
+    axes = [None] * (3 - geom.rank) + list(geom.axes)
+    size = [a.size if a else 1 for a in axes]
+    out = [a.out if a else 1 for a in axes]
+    kernel = [a.kernel if a else 1 for a in axes]
+    dilation = [a.dilation if a else 1 for a in axes]
+    pad = [a.pad_before if a else 0 for a in axes]
+    return (*size, *out, *kernel, *dilation, *pad, planes)
+
+
 def channel_gather_overlaps(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
     """Whether the max backward's gather over dx rows (``_kernels.backward_kernel``)
     serves windows that overlap: along the width only (1-D, or rows that do not
@@ -284,6 +334,11 @@ class MaxPlan(Shapes):
             self.bwd_const = (rows.P, rows.R, W, Wo, C, rows.cover_ptr, rows.cover_out,
                               rows.cover_rt, int(cl.start[0]), cl.dilation, cl.kernel,
                               self.cdtype.type(0), B * rows.P)
+            self.bwd_work = touched * 2
+        elif uses_plane_gather(geom, C, self.dtype):  # (rows too short for the above)
+            self.backward_kind = "plane gather"
+            self.bwd = _kernels.plane_gather_kernel()
+            self.bwd_const = plane_gather_const(geom, B)
             self.bwd_work = touched * 2
         elif ((any(a.overlapping for a in geom.axes)
                and not channel_gather_overlaps(geom, C, self.dtype))

@@ -124,6 +124,8 @@ FAMILIES: dict[str, list[_Call]] = {
     "backward, scatter (overlapping windows, small images)": [
         _Call((2, 9, 9, 8), 3, 1, 1), _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
     "backward, stride-1 gather (overlapping windows, long rows)": [_Call((1, 2, 200, 1), (1, 2), 1)],
+    "backward, plane gather (stride 1, small channels-first images)": [
+        _Call((1, 2, 20, 20), 2, 1, data_format="NCHW")],
     "1-D forward, windows 2, 3 (and 5, 7 with 5+ channels)": (
         [_Call((2, 9, 8), k, 2) for k in (2, 3)] + [_Call((2, 15, 8), k, 3) for k in (5, 7)]
         + _few_channel_calls(2, 1) + _few_channel_calls(3, 1)),

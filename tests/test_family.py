@@ -320,6 +320,86 @@ def test_stride1_gather_matches_reference(rank, data):
             assert_same_bits(dx, dxr, "dx")
 
 
+@contextlib.contextmanager
+def plane_gather_everywhere():
+    """Every max backward of channels-first planes with stride 1 on every axis
+    through the plane gather, whatever its speed, the window, the plane's size
+    or the dtype (float16 aside: its sums need the scatter's rounding); plans
+    are cached: cleared around."""
+    from numba_pool import _plan
+
+    names = ("PLANE_GATHER_MAX_TAPS", "PLANE_GATHER_MAX_TAP_BYTES", "PLANE_GATHER_DTYPES",
+             "STRIDE1_GATHER_MAX_TAP_BYTES")
+    saved = [getattr(_plan, name) for name in names]
+    _plan.max_plan.cache_clear()
+    for name, value in zip(names, (1 << 30, 1 << 62, tuple(
+            np.dtype(t) for t in (np.float32, np.float64, np.int32, np.uint8)), 0)):
+        setattr(_plan, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved):
+            setattr(_plan, name, value)
+        _plan.max_plan.cache_clear()
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_plane_gather_matches_reference(rank, data):
+    """The whole-plane gather (_kernels.plane_gather_kernel) on every rank,
+    window, dilation, padding (and ceil_mode) with stride 1, serial and
+    parallel, with +-0, NaN and inf in x and dy: bit for bit the reference's
+    sums; the kernel is asserted to have run."""
+    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(rank))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in pool)
+    fmt = data.draw(st.sampled_from([f for f in FORMATS[rank] if f[1] == "C"]))
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 5))
+    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4)) for _ in range(rank))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int32, np.uint8]))
+    kw = dict(pool_size=pool, strides=1, padding=padding, dilation=dilation,
+              ceil_mode=data.draw(st.booleans()), data_format=fmt)
+    x = data_for((n, c) + spatial, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    try:
+        yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
+    except ValueError:
+        assume(False)
+    dy = data_for(yr.shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    dxr = getattr(reference, f"max_pool{rank}d_backward")(dy, amr)
+    backward = getattr(npool, f"max_pool{rank}d_backward")
+    with plane_gather_everywhere():
+        _, am = getattr(npool, f"max_pool{rank}d")(x, **kw)
+        assume(am._plan.backward_kind == "plane gather")  # windows that overlap
+        for dx in both_ways(lambda: backward(dy, am)):
+            assert_same_bits(dx, dxr, "dx")
+
+
+def test_plane_gather_selection():
+    """The plane gather where measured faster: float32 channels-first planes,
+    stride 1, up to 9 taps, small padded planes, rows too short for the
+    stride-1 gather."""
+
+    def kind(shape, *args, fmt="NCHW", dtype=np.float32):
+        rank = len(shape) - 2
+        x = np.zeros(shape, dtype)
+        return getattr(npool, f"max_pool{rank}d")(x, *args, data_format=fmt)[1]._plan \
+            .backward_kind
+
+    p = "plane gather"
+    assert kind((2, 8, 32, 32), 2, 1, 1) == p
+    assert kind((2, 8, 32, 32), 3, 1, 1) == p
+    assert kind((2, 8, 32, 32), (3, 2), 1) == p
+    assert kind((2, 8, 96, 96), 2, 1, 1) == p
+    assert kind((2, 8, 50), 3, 1, 1, fmt="NCW") == p
+    assert kind((2, 8, 8, 16, 16), 2, 1, fmt="NCDHW") == p
+    assert kind((2, 8, 32, 32), 5, 1, 2) == "scatter"  # 25 taps
+    assert kind((2, 8, 96, 96), 3, 1) == "scatter"  # 9 taps x 36 KB
+    assert kind((2, 8, 32, 32), 2, 1, 1, dtype=np.float64) == "scatter"
+    assert kind((2, 8, 32, 32), 3, (2, 1), 1) == "scatter"  # row stride 2
+    assert kind((2, 32, 32, 8), 2, 1, 1, fmt="NHWC") != p
+    assert kind((2, 8, 200), 3, 1, 1, fmt="NCW") == "stride-1 gather"  # long rows
+
+
 def test_stride1_gather_selection():
     """The stride-1 gather where measured faster (few taps of narrow elements,
     long rows), the scatter or the channel gather elsewhere."""
@@ -334,8 +414,8 @@ def test_stride1_gather_selection():
     assert kind(np.zeros((1, 8, 32, 64), np.float32), 2, 1, fmt="NHWC") == g
     assert kind(np.zeros((1, 8, 400), np.float32), 5, 1, 2, fmt="NCW", rank=1) == g
     assert kind(np.zeros((1, 8, 400), np.float64), 2, 1, fmt="NCW", rank=1) == g
-    assert kind(np.zeros((1, 3, 8, 96), np.float32), 2, 1) == "scatter"  # runs of 95
-    assert kind(np.zeros((1, 3, 8, 384), np.float32), 3, 1, 1) == "scatter"  # 9 taps
+    assert kind(np.zeros((1, 3, 8, 96), np.float32), 2, 1) == "plane gather"  # runs of 95
+    assert kind(np.zeros((1, 3, 128, 384), np.float32), 3, 1, 1) == "scatter"  # 9 taps
     assert kind(np.zeros((1, 3, 8, 384), np.float64), 2, 1) == "scatter"  # 8-byte taps
     assert kind(np.zeros((1, 3, 8, 384), np.float16), 2, 1) == "scatter"  # rounding
     assert kind(np.zeros((1, 3, 128, 384), np.float32), 2, 2) == "gather"  # no overlap

@@ -88,6 +88,10 @@ def test_families_cover_every_kernel_selection():
             elif "gather" in family:
                 assert not scatter, (family, call)
             assert (plan.backward_kind == "stride-1 gather") == ("stride-1" in family)
+            if "plane gather" in family:
+                assert plan.backward_kind == "plane gather", (family, call)
+            elif "backward" in family:  # (forward families' 1-channel calls may take it)
+                assert plan.backward_kind != "plane gather", (family, call)
             if "forward" in family and "any window" not in family:
                 assert forward_key(plan.geom, plan.C, plan.cdtype)[2] > 0, (family, call)
             blocks = plan.fwd is _kernels.plane_block_forward_kernel()
