@@ -99,6 +99,191 @@ def global_plane_kernel():
     return kernel
 
 
+# --------------------------------------------------------------------------
+# Channels-first planes with stride 1 on every axis: whole-plane passes.
+# --------------------------------------------------------------------------
+
+
+@njit(**_OPTS)
+def _stride1_plane_sums(x, y, xp, acc, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd, ph, pw,
+                        rf1, cf, override, lo, hi):
+    """Forward of planes ``lo <= b < hi`` (see :func:`stride1_plane_kernel`).
+    The scratch arrives as arguments, marked ``noalias`` (as
+    ``_kernels._plane_gather``'s)."""
+    Wp = Wo + (KW - 1) * dw
+    Hp = Ho + (KH - 1) * dh
+    Dp = Do + (KD - 1) * dd
+    n = U(((Do - 1) * Hp + Ho - 1) * Wp + Wo)  # acc elements up to the last output
+    for b in range(lo, hi):
+        _into_padded(x, U(b * D * H * W), xp, D, H, W, Dp, Hp, Wp, pd, ph, pw)
+        # every window's taps in row-major order, four per pass: padding adds +0,
+        # which changes no sum from +0
+        g = 0
+        fresh = True
+        o0 = o1 = o2 = o3 = U(0)
+        for tt in range(KD * KH * KW):
+            ta, tj = divmod(tt, KW)
+            ta, ti = divmod(ta, KH)
+            o = U((ta * dd * Hp + ti * dh) * Wp + tj * dw)
+            if g == 0:
+                o0 = o
+            elif g == 1:
+                o1 = o
+            elif g == 2:
+                o2 = o
+            else:
+                o3 = o
+            g += 1
+            if g == 4 or tt == KD * KH * KW - 1:
+                _add_taps(acc, U(0), xp, o0, o1, o2, o3, g, n, fresh)
+                g = 0
+                fresh = False
+        yb = U(b * Do * Ho * Wo)
+        for a in range(Do):
+            for i in range(Ho):
+                r = a * Ho + i
+                s0 = U((a * Hp + i) * Wp)
+                d0 = yb + U(r * Wo)
+                for ow in range(Wo):
+                    v = acc[s0 + U(ow)]  # over its divisor, as _divide
+                    y[d0 + U(ow)] = v / override if override > 0 else v / (rf1[r] * cf[ow])
+
+
+@njit(inline="always")
+def _into_padded(src, sb, dst, D, H, W, Dp, Hp, Wp, pd, ph, pw):
+    """The part of plane ``src[sb:]`` (``D x H x W``) inside the padded plane
+    (``Dp x Hp x Wp``, leading padding ``pd, ph, pw``) copied into ``dst``;
+    ``dst``'s padding is left as it is (zero)."""
+    ww = U(max(0, min(W, Wp - pw)))
+    for a in range(min(D, Dp - pd)):
+        for i in range(min(H, Hp - ph)):
+            s0 = sb + U((a * H + i) * W)
+            d0 = U(((a + pd) * Hp + i + ph) * Wp + pw)
+            for m in range(ww):
+                dst[d0 + m] = src[s0 + m]
+
+
+@njit(**_OPTS)
+def _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd, ph,
+                          pw, rf1, cf, override, lo, hi):
+    """Backward of planes ``lo <= b < hi`` (see :func:`stride1_plane_backward_kernel`)."""
+    md = (KD - 1) * dd
+    mh = (KH - 1) * dh
+    mw = (KW - 1) * dw
+    Wq = Wo + 2 * mw  # the shares' plane, a window's reach of zeros all round
+    Hq = Ho + 2 * mh
+    Dp = Do + md  # the padded input
+    Hp = Ho + mh
+    Wp = Wo + mw
+    n = U(((Dp - 1) * Hq + Hp - 1) * Wq + Wp)  # dxp elements up to the padded input's last
+    zero = dx.dtype.type(0)
+    for b in range(lo, hi):
+        yb = U(b * Do * Ho * Wo)
+        for a in range(Do):
+            for i in range(Ho):
+                r = a * Ho + i
+                s0 = yb + U(r * Wo)
+                d0 = U(((a + md) * Hq + i + mh) * Wq + mw)
+                for ow in range(Wo):
+                    g = dy[s0 + U(ow)]  # over its divisor, as _divide
+                    sp[d0 + U(ow)] = g / override if override > 0 else g / (rf1[r] * cf[ow])
+        # padded element q sums the shares of the windows reading it, in output
+        # order: taps last to first, four per pass
+        g = 0
+        fresh = True
+        o0 = o1 = o2 = o3 = U(0)
+        K = KD * KH * KW
+        for jj in range(K):
+            tt = K - 1 - jj
+            ta, tj = divmod(tt, KW)
+            ta, ti = divmod(ta, KH)
+            o = U(((md - ta * dd) * Hq + mh - ti * dh) * Wq + mw - tj * dw)
+            if g == 0:
+                o0 = o
+            elif g == 1:
+                o1 = o
+            elif g == 2:
+                o2 = o
+            else:
+                o3 = o
+            g += 1
+            if g == 4 or jj == K - 1:
+                _add_taps(dxp, U(0), sp, o0, o1, o2, o3, g, n, fresh)
+                g = 0
+                fresh = False
+        xb = U(b * D * H * W)
+        for a in range(D):
+            for i in range(H):
+                d0 = xb + U((a * H + i) * W)
+                if a + pd < Dp and i + ph < Hp:
+                    s0 = U(((a + pd) * Hq + i + ph) * Wq + pw)
+                    ww = U(max(0, min(W, Wp - pw)))
+                    for m in range(ww):
+                        dx[d0 + m] = dxp[s0 + m]
+                    for m in range(ww, U(W)):
+                        dx[d0 + m] = zero
+                else:
+                    for m in range(U(W)):
+                        dx[d0 + m] = zero
+
+
+@functools.lru_cache(maxsize=None)
+def stride1_plane_kernel():
+    """Average pooling forward of channels-first planes ``lo <= b < hi`` (each
+    ``D x H x W``; 1-D and 2-D with unit axes), stride 1 on every axis, not
+    adaptive.
+
+    With stride 1 every window's tap ``t`` reads the padded plane at the
+    window's own position shifted by a constant, so with the plane copied into
+    a zero-padded one, each tap is one vectorised pass over all the plane's
+    windows (four taps per pass, :func:`_add_taps`), in row-major window order
+    (PyTorch's; the padding's zeros change no sum), then each sum is divided
+    by its window's divisor.  Per-row loops of narrow planes spent their time
+    on loop overhead and edge columns (see _plan.uses_stride1_planes)."""
+
+    @kernel_jit()
+    def kernel(x, y, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd, ph, pw, rf1, cf, override,
+               nitems, lo, hi):
+        Wp = Wo + (KW - 1) * dw
+        Hp = Ho + (KH - 1) * dh
+        Dp = Do + (KD - 1) * dd
+        xp = scratch(Dp * Hp * Wp, y.dtype)
+        acc = scratch(Do * Hp * Wp, y.dtype)
+        for q in range(Dp * Hp * Wp):
+            xp[q] = y.dtype.type(0)
+        _stride1_plane_sums(x, y, xp, acc, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd, ph,
+                            pw, rf1, cf, override, lo, hi)
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def stride1_plane_backward_kernel():
+    """Backward of :func:`stride1_plane_kernel`, planes ``lo <= b < hi``: each
+    output's share (dy over its divisor) placed in a plane with a window's
+    reach of zeros all round; then each element of the padded input gathers
+    the shares of the windows reading it, taps last to first (windows in
+    output order, as the scatter adds them; the zeros change no sum from +0),
+    four per pass; then the input's part is copied to dx."""
+
+    @kernel_jit()
+    def kernel(dy, dx, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd, ph, pw, rf1, cf,
+               override, nitems, lo, hi):
+        md = (KD - 1) * dd
+        mh = (KH - 1) * dh
+        mw = (KW - 1) * dw
+        Wq = Wo + 2 * mw
+        Hq = Ho + 2 * mh
+        sp = scratch((Do + 2 * md) * Hq * Wq, dx.dtype)
+        dxp = scratch((Do + md) * Hq * Wq, dx.dtype)
+        for q in range((Do + 2 * md) * Hq * Wq):
+            sp[q] = dx.dtype.type(0)
+        _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd,
+                              ph, pw, rf1, cf, override, lo, hi)
+
+    return kernel
+
+
 @njit(inline="always")
 def _planes(src, dst, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
             override, item_lo, item_hi, backward):

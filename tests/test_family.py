@@ -211,6 +211,87 @@ def test_avg_columns_match_reference(rank, data):
         check_avg_against_reference(rank, data)
 
 
+@contextlib.contextmanager
+def stride1_planes_everywhere():
+    """Every average pooling of channels-first planes with stride 1 on every
+    axis through the whole-plane kernels, whatever the plane's size (plans are
+    cached: cleared around); yields the plans numba_pool's average pooling
+    used meanwhile."""
+    from numba_pool import _plan, avgpool
+
+    saved = _plan.STRIDE1_PLANE_MAX_BYTES, avgpool.avg_plan
+    used = []
+
+    def recording(*args, **kwargs):
+        used.append(saved[1](*args, **kwargs))
+        return used[-1]
+
+    _plan.avg_plan.cache_clear()
+    _plan.STRIDE1_PLANE_MAX_BYTES, avgpool.avg_plan = 1 << 62, recording
+    try:
+        yield used
+    finally:
+        _plan.STRIDE1_PLANE_MAX_BYTES, avgpool.avg_plan = saved
+        _plan.avg_plan.cache_clear()
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_avg_stride1_planes_match_reference(rank, data):
+    """The whole-plane average kernels (_avg_kernels.stride1_plane_kernel and
+    its backward) on every rank, window, dilation, padding, ceil_mode, divisor
+    rule and dtype with stride 1, channels-first, serial and parallel, with
+    +-0, NaN and inf: bit for bit the reference's; the kernels are asserted to
+    have run."""
+    from numba_pool import _avg_kernels
+
+    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    kw = dict(pool_size=pool, strides=1,
+              padding=tuple(data.draw(st.integers(0, k // 2)) for k in pool),
+              dilation=tuple(data.draw(st.integers(1, 2)) for _ in range(rank)),
+              ceil_mode=data.draw(st.booleans()),
+              data_format=data.draw(st.sampled_from([f for f in FORMATS[rank] if f[1] == "C"])),
+              count_include_pad=data.draw(st.sampled_from([None, True, False])),
+              divisor_override=data.draw(st.one_of(st.none(), st.integers(1, 7))))
+    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4)) for _ in range(rank))
+    shape = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 5))) + spatial
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16, np.int32]))
+    x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    try:
+        yr = getattr(reference, f"avg_pool{rank}d")(x, **kw)
+    except ValueError:
+        assume(False)
+    dy = data_for(yr.shape, yr.dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    dxr = getattr(reference, f"avg_pool{rank}d_backward")(dy, x.shape, **kw)
+    with stride1_planes_everywhere() as plans:
+        for y in both_ways(lambda: getattr(npool, f"avg_pool{rank}d")(x, **kw)):
+            assert_same_bits(y, yr, "avg y")
+        for dx in both_ways(lambda: getattr(npool, f"avg_pool{rank}d_backward")(
+                dy, x.shape, **kw)):
+            assert_same_bits(dx, dxr, "avg dx")
+    for p in plans:  # (one window over the whole plane: global pooling's own path)
+        assert p.empty or p.whole or p.bwd is _avg_kernels.stride1_plane_backward_kernel(), kw
+
+
+def test_avg_stride1_planes_selection():
+    """Whole planes for channels-first data with stride 1 on every axis and
+    padded planes up to STRIDE1_PLANE_MAX_BYTES; the per-row kernels elsewhere."""
+    from numba_pool import _avg_kernels
+    from numba_pool.warmup import _Call
+
+    def fwd(shape, k, s, fmt="NCHW"):
+        return _Call(shape, k, s, 1, data_format=fmt, op="avg").plan(np.float32).fwd
+
+    planes = _avg_kernels.stride1_plane_kernel()
+    assert fwd((8, 32, 28, 28), 3, 1) is planes
+    assert fwd((8, 32, 28), 3, 1, fmt="NCW") is planes
+    assert fwd((2, 4, 8, 28, 28), 3, 1, fmt="NCDHW") is planes
+    assert fwd((2, 3, 320, 320), 3, 1) is planes  # 420 KB padded planes
+    assert fwd((2, 3, 512, 512), 3, 1) is not planes  # 1 MB padded planes
+    assert fwd((8, 32, 28, 28), 3, 2) is not planes  # stride 2
+    assert fwd((8, 28, 28, 32), 3, 1, fmt="NHWC") is not planes  # channels-last
+
+
 @pytest.mark.parametrize("fmt, shape, pool, strides, padding, dilation", [
     ("NHWC", (2, 9, 11, 130), 3, 1, 1, 1),  # past AVG_RUN_MAX_CHANNELS: columns
     ("NHWC", (2, 9, 11, 70), (2, 5), (1, 2), (1, 2), (1, 2)),

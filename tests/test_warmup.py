@@ -97,4 +97,5 @@ def test_families_cover_every_kernel_selection():
             blocks = plan.fwd is _kernels.plane_block_forward_kernel()
             assert blocks == ("channels-first planes" in family), (family, call)
     assert avg_kernels == {_avg_kernels.avg_forward_kernel(), _avg_kernels.global_plane_kernel(),
-                           _avg_kernels.adaptive_plane_kernel()}
+                           _avg_kernels.adaptive_plane_kernel(),
+                           _avg_kernels.stride1_plane_kernel()}
