@@ -285,14 +285,14 @@ def _forward_interior(x, y, off, xr, yb, WC, C, ds, dh, dw, cstart, owa, owb, KD
             ob = U(yb + ow * C)
             for c in range(Cu):
                 best = x[cb + c]
-                bt = 0
+                bt = np.int32(0)
                 for rt in range(KD * KH):
                     for j in range(KW):
                         if rt + j > 0:
                             v = x[cb + U(_row_offset(rt, ds, dh, KH, KD) * WC + j * dw * C) + c]
                             take = (v > best) | (v != v)
                             best = v if take else best
-                            bt = rt * KW + j if take else bt
+                            bt = np.int32(rt * KW + j) if take else bt
                 y[ob + c] = best
                 off[ob + c] = bt
     else:  # exactly NC channels: vectorised over output columns
@@ -304,14 +304,14 @@ def _forward_interior(x, y, off, xr, yb, WC, C, ds, dh, dw, cstart, owa, owb, KD
             ob = ob0 + k * U(NC)
             for c in range(NC):
                 best = x[cb + U(c)]
-                bt = 0
+                bt = np.int32(0)
                 for rt in range(KD * KH):
                     for j in range(KW):
                         if rt + j > 0:
                             v = x[cb + U(_row_offset(rt, ds, dh, KH, KD) * WC + (j * DW) * NC + c)]
                             take = (v > best) | (v != v)
                             best = v if take else best
-                            bt = rt * KW + j if take else bt
+                            bt = np.int32(rt * KW + j) if take else bt
                 y[ob + U(c)] = best
                 off[ob + U(c)] = bt
 
