@@ -118,8 +118,8 @@ def _stride1_plane_sums(x, y, xp, acc, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, 
         _into_padded(x, U(b * D * H * W), xp, D, H, W, Dp, Hp, Wp, pd, ph, pw)
         # every window's taps in row-major order, four per pass: padding adds +0,
         # which changes no sum from +0
+        _zero(acc, U(0), n)
         g = 0
-        fresh = True
         o0 = o1 = o2 = o3 = U(0)
         for tt in range(KD * KH * KW):
             ta, tj = divmod(tt, KW)
@@ -135,9 +135,8 @@ def _stride1_plane_sums(x, y, xp, acc, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, 
                 o3 = o
             g += 1
             if g == 4 or tt == KD * KH * KW - 1:
-                _add_taps(acc, U(0), xp, o0, o1, o2, o3, g, n, fresh)
+                _add_taps(acc, U(0), xp, o0, o1, o2, o3, g, n)
                 g = 0
-                fresh = False
         yb = U(b * Do * Ho * Wo)
         for a in range(Do):
             for i in range(Ho):
@@ -189,8 +188,8 @@ def _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, 
                     sp[d0 + U(ow)] = g / override if override > 0 else g / (rf1[r] * cf[ow])
         # padded element q sums the shares of the windows reading it, in output
         # order: taps last to first, four per pass
+        _zero(dxp, U(0), n)
         g = 0
-        fresh = True
         o0 = o1 = o2 = o3 = U(0)
         K = KD * KH * KW
         for jj in range(K):
@@ -208,9 +207,8 @@ def _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, 
                 o3 = o
             g += 1
             if g == 4 or jj == K - 1:
-                _add_taps(dxp, U(0), sp, o0, o1, o2, o3, g, n, fresh)
+                _add_taps(dxp, U(0), sp, o0, o1, o2, o3, g, n)
                 g = 0
-                fresh = False
         xb = U(b * D * H * W)
         for a in range(D):
             for i in range(H):
@@ -387,31 +385,17 @@ def adaptive_plane_backward_kernel():
 
 
 @njit(inline="always")
-def _add_taps(dst, d, src, o0, o1, o2, o3, n, Cu, fresh):
-    """``dst[d + c]`` (or zero, if ``fresh``) plus ``src[o0 + c]``, ...,
-    ``src[o{n-1} + c]``, added in that order, for every channel ``c < Cu``: up to
-    four taps per pass over ``dst``, which otherwise went through memory once
-    per tap.  Inception 32x35x35x192 k3 s1 p1 float32, 1 thread: forward
-    5.9-7.5 -> 5.2-6.2 ms; in the backward's column gather (with each share
-    divided once) 13.4-13.8 -> 7.0-7.7 ms."""
-    if fresh:
-        z = dst.dtype.type(0)
-        if n == 4:
-            for c in range(Cu):
-                dst[d + c] = z + src[o0 + c] + src[o1 + c] + src[o2 + c] + src[o3 + c]
-        elif n == 3:
-            for c in range(Cu):
-                dst[d + c] = z + src[o0 + c] + src[o1 + c] + src[o2 + c]
-        elif n == 2:
-            for c in range(Cu):
-                dst[d + c] = z + src[o0 + c] + src[o1 + c]
-        elif n == 1:
-            for c in range(Cu):
-                dst[d + c] = z + src[o0 + c]
-        else:
-            for c in range(Cu):
-                dst[d + c] = z
-    elif n == 4:
+def _add_taps(dst, d, src, o0, o1, o2, o3, n, Cu):
+    """``dst[d + c]`` plus ``src[o0 + c]``, ..., ``src[o{n-1} + c]``, added in
+    that order, for every channel ``c < Cu``: up to four taps per pass over
+    ``dst``, which otherwise went through memory once per tap (Inception
+    32x35x35x192 k3 s1 p1 float32, 1 thread: forward 5.9-7.5 -> 5.2-6.2 ms; in
+    the backward's column gather, with each share divided once, 13.4-13.8 ->
+    7.0-7.7 ms).  Callers zero ``dst`` first: variants starting from zero
+    themselves doubled the loops inlined at each call site (compile time);
+    compiled apart instead of inlined, the calls made Inception's forward 3x
+    slower."""
+    if n == 4:
         for c in range(Cu):
             dst[d + c] = dst[d + c] + src[o0 + c] + src[o1 + c] + src[o2 + c] + src[o3 + c]
     elif n == 3:
@@ -423,6 +407,14 @@ def _add_taps(dst, d, src, o0, o1, o2, o3, n, Cu, fresh):
     elif n == 1:
         for c in range(Cu):
             dst[d + c] = dst[d + c] + src[o0 + c]
+
+
+@njit(inline="always")
+def _zero(dst, d, n):
+    """``dst[d:d + n]`` = +0."""
+    z = dst.dtype.type(0)
+    for q in range(n):
+        dst[d + q] = z
 
 
 @njit(inline="always")
@@ -524,8 +516,8 @@ def _avg_columns(x, y, xb, yb, r, Wo, WC, Cu, acc, tap_ptr, tap_row, cstart, clo
     (:func:`_add_taps`), then divided and stored."""
     for ow in range(Wo):
         # the window's taps in row-major order, four at a time (_add_taps)
+        _zero(acc, U(0), Cu)
         n = 0
-        fresh = True
         o0 = o1 = o2 = o3 = U(0)
         for k in range(tap_ptr[r], tap_ptr[r + 1]):
             xr = xb + tap_row[k] * WC
@@ -541,11 +533,10 @@ def _avg_columns(x, y, xb, yb, r, Wo, WC, Cu, acc, tap_ptr, tap_row, cstart, clo
                     o3 = o
                 n += 1
                 if n == 4:
-                    _add_taps(acc, U(0), x, o0, o1, o2, o3, 4, Cu, fresh)
+                    _add_taps(acc, U(0), x, o0, o1, o2, o3, 4, Cu)
                     n = 0
-                    fresh = False
-        if n > 0 or fresh:
-            _add_taps(acc, U(0), x, o0, o1, o2, o3, n, Cu, fresh)
+        if n > 0:
+            _add_taps(acc, U(0), x, o0, o1, o2, o3, n, Cu)
         ob = yb + U(ow) * Cu
         if override > 0:
             for c in range(Cu):
@@ -643,8 +634,8 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
             # taps last to first), four at a time (_add_taps).
             for w in range(W):
                 d = xr + U(w * C)
+                _zero(dx, d, Cu)  # (a column no window reads stays zero)
                 n = 0
-                fresh = True
                 o0 = o1 = o2 = o3 = U(0)
                 for k in range(k0, k1):
                     sb = U((cover_out[k] if keep else k - k0) * WoC)
@@ -662,11 +653,10 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                                 o3 = o
                             n += 1
                             if n == 4:
-                                _add_taps(dx, d, shares, o0, o1, o2, o3, 4, Cu, fresh)
+                                _add_taps(dx, d, shares, o0, o1, o2, o3, 4, Cu)
                                 n = 0
-                                fresh = False
-                if n > 0 or fresh:  # (fresh and no tap: a column no window reads, zero)
-                    _add_taps(dx, d, shares, o0, o1, o2, o3, n, Cu, fresh)
+                if n > 0:
+                    _add_taps(dx, d, shares, o0, o1, o2, o3, n, Cu)
             continue
         for q in range(U(WC)):
             dx[xr + q] = zero
