@@ -120,23 +120,13 @@ def _stride1_plane_sums(x, y, xp, acc, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, 
         # which changes no sum from +0
         _zero(acc, U(0), n)
         g = 0
-        o0 = o1 = o2 = o3 = U(0)
+        slots = (U(0), U(0), U(0), U(0))
         for tt in range(KD * KH * KW):
             ta, tj = divmod(tt, KW)
             ta, ti = divmod(ta, KH)
             o = U((ta * dd * Hp + ti * dh) * Wp + tj * dw)
-            if g == 0:
-                o0 = o
-            elif g == 1:
-                o1 = o
-            elif g == 2:
-                o2 = o
-            else:
-                o3 = o
-            g += 1
-            if g == 4 or tt == KD * KH * KW - 1:
-                _add_taps(acc, U(0), xp, o0, o1, o2, o3, g, n)
-                g = 0
+            slots, g = _push_tap(acc, U(0), xp, slots, g, o, n)
+        _flush_taps(acc, U(0), xp, slots, g, n)
         yb = U(b * Do * Ho * Wo)
         for a in range(Do):
             for i in range(Ho):
@@ -190,25 +180,15 @@ def _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, 
         # order: taps last to first, four per pass
         _zero(dxp, U(0), n)
         g = 0
-        o0 = o1 = o2 = o3 = U(0)
+        slots = (U(0), U(0), U(0), U(0))
         K = KD * KH * KW
         for jj in range(K):
             tt = K - 1 - jj
             ta, tj = divmod(tt, KW)
             ta, ti = divmod(ta, KH)
             o = U(((md - ta * dd) * Hq + mh - ti * dh) * Wq + mw - tj * dw)
-            if g == 0:
-                o0 = o
-            elif g == 1:
-                o1 = o
-            elif g == 2:
-                o2 = o
-            else:
-                o3 = o
-            g += 1
-            if g == 4 or jj == K - 1:
-                _add_taps(dxp, U(0), sp, o0, o1, o2, o3, g, n)
-                g = 0
+            slots, g = _push_tap(dxp, U(0), sp, slots, g, o, n)
+        _flush_taps(dxp, U(0), sp, slots, g, n)
         xb = U(b * D * H * W)
         for a in range(D):
             for i in range(H):
@@ -385,16 +365,17 @@ def adaptive_plane_backward_kernel():
 
 
 @njit(inline="always")
-def _add_taps(dst, d, src, o0, o1, o2, o3, n, Cu):
-    """``dst[d + c]`` plus ``src[o0 + c]``, ..., ``src[o{n-1} + c]``, added in
-    that order, for every channel ``c < Cu``: up to four taps per pass over
+def _add_taps(dst, d, src, slots, n, Cu):
+    """``dst[d + c]`` plus ``src[slots[0] + c]``, ..., ``src[slots[n - 1] + c]``,
+    added in that order, for every channel ``c < Cu``: up to four taps per pass over
     ``dst``, which otherwise went through memory once per tap (Inception
     32x35x35x192 k3 s1 p1 float32, 1 thread: forward 5.9-7.5 -> 5.2-6.2 ms; in
     the backward's column gather, with each share divided once, 13.4-13.8 ->
     7.0-7.7 ms).  Callers zero ``dst`` first: variants starting from zero
     themselves doubled the loops inlined at each call site (compile time);
     compiled apart instead of inlined, the calls made Inception's forward 3x
-    slower."""
+    slower.  Use through :func:`_push_tap` and :func:`_flush_taps`."""
+    o0, o1, o2, o3 = slots
     if n == 4:
         for c in range(Cu):
             dst[d + c] = dst[d + c] + src[o0 + c] + src[o1 + c] + src[o2 + c] + src[o3 + c]
@@ -407,6 +388,32 @@ def _add_taps(dst, d, src, o0, o1, o2, o3, n, Cu):
     elif n == 1:
         for c in range(Cu):
             dst[d + c] = dst[d + c] + src[o0 + c]
+
+
+@njit(inline="always")
+def _push_tap(dst, d, src, slots, g, o, Cu):
+    """Tap offset ``o`` joins the group ``slots[:g]``; a full group (four) is
+    added to ``dst`` (:func:`_add_taps`).  Returns ``(slots, g)`` updated."""
+    o0, o1, o2, o3 = slots
+    if g == 0:
+        slots = (o, o1, o2, o3)
+    elif g == 1:
+        slots = (o0, o, o2, o3)
+    elif g == 2:
+        slots = (o0, o1, o, o3)
+    else:
+        slots = (o0, o1, o2, o)
+    if g < 3:
+        return slots, g + 1
+    _add_taps(dst, d, src, slots, 4, Cu)
+    return slots, 0
+
+
+@njit(inline="always")
+def _flush_taps(dst, d, src, slots, g, Cu):
+    """The last, partial group of :func:`_push_tap`."""
+    if g > 0:
+        _add_taps(dst, d, src, slots, g, Cu)
 
 
 @njit(inline="always")
@@ -518,25 +525,13 @@ def _avg_columns(x, y, xb, yb, r, Wo, WC, Cu, acc, tap_ptr, tap_row, cstart, clo
         # the window's taps in row-major order, four at a time (_add_taps)
         _zero(acc, U(0), Cu)
         n = 0
-        o0 = o1 = o2 = o3 = U(0)
+        slots = (U(0), U(0), U(0), U(0))
         for k in range(tap_ptr[r], tap_ptr[r + 1]):
             xr = xb + tap_row[k] * WC
             for j in range(clo[ow], chi[ow]):
                 o = U(xr + (cstart[ow] + j * dw) * Cu)
-                if n == 0:
-                    o0 = o
-                elif n == 1:
-                    o1 = o
-                elif n == 2:
-                    o2 = o
-                else:
-                    o3 = o
-                n += 1
-                if n == 4:
-                    _add_taps(acc, U(0), x, o0, o1, o2, o3, 4, Cu)
-                    n = 0
-        if n > 0:
-            _add_taps(acc, U(0), x, o0, o1, o2, o3, n, Cu)
+                slots, n = _push_tap(acc, U(0), x, slots, n, o, Cu)
+        _flush_taps(acc, U(0), x, slots, n, Cu)
         ob = yb + U(ow) * Cu
         if override > 0:
             for c in range(Cu):
@@ -636,27 +631,15 @@ def _avg_backward_rows(dy, dx, P, R, W, Wo, C, cover_ptr, cover_out, cstart, clo
                 d = xr + U(w * C)
                 _zero(dx, d, Cu)  # (a column no window reads stays zero)
                 n = 0
-                o0 = o1 = o2 = o3 = U(0)
+                slots = (U(0), U(0), U(0), U(0))
                 for k in range(k0, k1):
                     sb = U((cover_out[k] if keep else k - k0) * WoC)
                     for jj in range(kw):
                         t = w - cstart[0] - (kw - 1 - jj) * dw  # ow * sw if tap jj reads w
                         if t >= 0 and t % sw == 0 and t // sw < Wo:
                             o = sb + U(t // sw * C)
-                            if n == 0:
-                                o0 = o
-                            elif n == 1:
-                                o1 = o
-                            elif n == 2:
-                                o2 = o
-                            else:
-                                o3 = o
-                            n += 1
-                            if n == 4:
-                                _add_taps(dx, d, shares, o0, o1, o2, o3, 4, Cu)
-                                n = 0
-                if n > 0:
-                    _add_taps(dx, d, shares, o0, o1, o2, o3, n, Cu)
+                            slots, n = _push_tap(dx, d, shares, slots, n, o, Cu)
+                _flush_taps(dx, d, shares, slots, n, Cu)
             continue
         for q in range(U(WC)):
             dx[xr + q] = zero

@@ -386,6 +386,15 @@ def test_stride1_gather_matches_reference(rank, data):
     dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int32]))
     kw = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
               data_format=fmt)
+    check_max_backward_path(rank, data, shape, dtype, kw, stride1_gather_everywhere,
+                            "stride-1 gather")
+
+
+def check_max_backward_path(rank, data, shape, dtype, kw, forcing, kind):
+    """A drawn x and dy for max pooling with ``kw``; inside the context
+    ``forcing``, numba_pool's backward is asserted to take ``kind`` (else the
+    example is dropped: windows that do not overlap) and to give the
+    reference's dx bit for bit, serial and parallel."""
     x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
     try:
         yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
@@ -394,9 +403,9 @@ def test_stride1_gather_matches_reference(rank, data):
     dy = data_for(yr.shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
     dxr = getattr(reference, f"max_pool{rank}d_backward")(dy, amr)
     backward = getattr(npool, f"max_pool{rank}d_backward")
-    with stride1_gather_everywhere():
+    with forcing():
         _, am = getattr(npool, f"max_pool{rank}d")(x, **kw)
-        assume(am._plan.backward_kind == "stride-1 gather")  # windows that overlap
+        assume(am._plan.backward_kind == kind)
         for dx in both_ways(lambda: backward(dy, am)):
             assert_same_bits(dx, dxr, "dx")
 
@@ -440,19 +449,8 @@ def test_plane_gather_matches_reference(rank, data):
     dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int32, np.uint8]))
     kw = dict(pool_size=pool, strides=1, padding=padding, dilation=dilation,
               ceil_mode=data.draw(st.booleans()), data_format=fmt)
-    x = data_for((n, c) + spatial, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
-    try:
-        yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
-    except ValueError:
-        assume(False)
-    dy = data_for(yr.shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
-    dxr = getattr(reference, f"max_pool{rank}d_backward")(dy, amr)
-    backward = getattr(npool, f"max_pool{rank}d_backward")
-    with plane_gather_everywhere():
-        _, am = getattr(npool, f"max_pool{rank}d")(x, **kw)
-        assume(am._plan.backward_kind == "plane gather")  # windows that overlap
-        for dx in both_ways(lambda: backward(dy, am)):
-            assert_same_bits(dx, dxr, "dx")
+    check_max_backward_path(rank, data, (n, c) + spatial, dtype, kw, plane_gather_everywhere,
+                            "plane gather")
 
 
 def test_plane_gather_selection():
