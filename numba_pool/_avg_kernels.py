@@ -21,7 +21,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from ._kernels import _OPTS, U, kernel_jit, scratch, tap_run
+from ._kernels import _OPTS, U, from_padded, into_padded, kernel_jit, scratch, tap_run
 
 
 @njit(inline="always")
@@ -115,7 +115,7 @@ def _stride1_plane_sums(x, y, xp, acc, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, 
     Dp = Do + (KD - 1) * dd
     n = U(((Do - 1) * Hp + Ho - 1) * Wp + Wo)  # acc elements up to the last output
     for b in range(lo, hi):
-        _into_padded(x, U(b * D * H * W), xp, D, H, W, Dp, Hp, Wp, pd, ph, pw)
+        into_padded(x, U(b * D * H * W), xp, D, H, W, Dp, Hp, Wp, pd, ph, pw)
         # every window's taps in row-major order, four per pass: padding adds +0,
         # which changes no sum from +0
         _zero(acc, U(0), n)
@@ -138,20 +138,6 @@ def _stride1_plane_sums(x, y, xp, acc, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, 
                     y[d0 + U(ow)] = v / override if override > 0 else v / (rf1[r] * cf[ow])
 
 
-@njit(inline="always")
-def _into_padded(src, sb, dst, D, H, W, Dp, Hp, Wp, pd, ph, pw):
-    """The part of plane ``src[sb:]`` (``D x H x W``) inside the padded plane
-    (``Dp x Hp x Wp``, leading padding ``pd, ph, pw``) copied into ``dst``;
-    ``dst``'s padding is left as it is (zero)."""
-    ww = U(max(0, min(W, Wp - pw)))
-    for a in range(min(D, Dp - pd)):
-        for i in range(min(H, Hp - ph)):
-            s0 = sb + U((a * H + i) * W)
-            d0 = U(((a + pd) * Hp + i + ph) * Wp + pw)
-            for m in range(ww):
-                dst[d0 + m] = src[s0 + m]
-
-
 @njit(**_OPTS)
 def _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd, ph,
                           pw, rf1, cf, override, lo, hi):
@@ -165,7 +151,6 @@ def _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, 
     Hp = Ho + mh
     Wp = Wo + mw
     n = U(((Dp - 1) * Hq + Hp - 1) * Wq + Wp)  # dxp elements up to the padded input's last
-    zero = dx.dtype.type(0)
     for b in range(lo, hi):
         yb = U(b * Do * Ho * Wo)
         for a in range(Do):
@@ -189,20 +174,7 @@ def _stride1_plane_shares(dy, dx, sp, dxp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, 
             o = U(((md - ta * dd) * Hq + mh - ti * dh) * Wq + mw - tj * dw)
             slots, g = _push_tap(dxp, U(0), sp, slots, g, o, n)
         _flush_taps(dxp, U(0), sp, slots, g, n)
-        xb = U(b * D * H * W)
-        for a in range(D):
-            for i in range(H):
-                d0 = xb + U((a * H + i) * W)
-                if a + pd < Dp and i + ph < Hp:
-                    s0 = U(((a + pd) * Hq + i + ph) * Wq + pw)
-                    ww = U(max(0, min(W, Wp - pw)))
-                    for m in range(ww):
-                        dx[d0 + m] = dxp[s0 + m]
-                    for m in range(ww, U(W)):
-                        dx[d0 + m] = zero
-                else:
-                    for m in range(U(W)):
-                        dx[d0 + m] = zero
+        from_padded(dxp, dx, U(b * D * H * W), D, H, W, Dp, Hp, Wp, Hq, Wq, pd, ph, pw)
 
 
 @functools.lru_cache(maxsize=None)

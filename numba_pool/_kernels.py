@@ -670,6 +670,39 @@ def stride1_gather_kernel():
 # --------------------------------------------------------------------------
 
 
+@njit(inline="always")
+def into_padded(src, sb, dst, D, H, W, Dp, Hp, Wp, pd, ph, pw):
+    """The part of plane ``src[sb:]`` (``D x H x W``) inside the padded plane
+    (``Dp x Hp x Wp``, leading padding ``pd, ph, pw``) copied into ``dst``;
+    ``dst``'s padding is left as it is (zero)."""
+    ww = U(max(0, min(W, Wp - pw)))
+    for a in range(min(D, Dp - pd)):
+        for i in range(min(H, Hp - ph)):
+            s0 = sb + U((a * H + i) * W)
+            d0 = U(((a + pd) * Hp + i + ph) * Wp + pw)
+            for m in range(ww):
+                dst[d0 + m] = src[s0 + m]
+
+
+@njit(inline="always")
+def from_padded(src, dst, db, D, H, W, Dp, Hp, Wp, Hpitch, Wpitch, pd, ph, pw):
+    """The inverse of :func:`into_padded`: plane ``dst[db:]`` (``D x H x W``)
+    read from the padded plane ``src`` (``Dp x Hp x Wp`` elements used, laid
+    out ``Hpitch`` rows of ``Wpitch`` per depth step, leading padding ``pd, ph,
+    pw``); elements outside it (no window reaches them) are zero."""
+    zero = dst.dtype.type(0)
+    ww = U(max(0, min(W, Wp - pw)))
+    for a in range(D):
+        for i in range(H):
+            d0 = db + U((a * H + i) * W)
+            n = ww if a + pd < Dp and i + ph < Hp else U(0)
+            s0 = U(((a + pd) * Hpitch + i + ph) * Wpitch + pw)
+            for m in range(n):
+                dst[d0 + m] = src[s0 + m]
+            for m in range(n, U(W)):
+                dst[d0 + m] = zero
+
+
 @njit(**_OPTS)
 def _plane_gather(dy, off, dx, S, dyp, offp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd, dh, dw, pd,
                   ph, pw, lo, hi):
@@ -705,20 +738,7 @@ def _plane_gather(dy, off, dx, S, dyp, offp, D, H, W, Do, Ho, Wo, KD, KH, KW, dd
             for q in range(n):
                 g = dyp[q]  # loaded unconditionally: a select, vectorised
                 S[sh + q] += g if np.int32(offp[q]) == t else zero
-        xb = b * D * H * W
-        for a in range(D):  # the input's part of the padded plane
-            for i in range(H):
-                d0 = U(xb + (a * H + i) * W)
-                if a + pd < Dp and i + ph < Hp:
-                    s0 = U(((a + pd) * Hp + i + ph) * Wp + pw)
-                    ww = min(W, Wp - pw)
-                    for m in range(U(ww)):
-                        dx[d0 + m] = S[s0 + m]
-                    for m in range(U(ww), U(W)):
-                        dx[d0 + m] = zero
-                else:
-                    for m in range(U(W)):
-                        dx[d0 + m] = zero
+        from_padded(S, dx, U(b * D * H * W), D, H, W, Dp, Hp, Wp, Hp, Wp, pd, ph, pw)
 
 
 @functools.lru_cache(maxsize=None)

@@ -225,14 +225,23 @@ def uses_plane_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> boo
     8x64x64x64 k3 p1 2.8 vs 2.7; float64 8x512x32x32 k2 p1 9.9 vs 10.6, k3 p1
     9.6 vs 14.2.  Where the stride-1 gather takes the rows it is faster (1-D
     32x128x200 k3 p1 0.47 vs 0.57)."""
-    axes = geom.axes
-    if (channels != 1 or geom.adaptive or np.dtype(dtype) not in PLANE_GATHER_DTYPES
-            or any(a.stride != 1 for a in axes) or not any(a.overlapping for a in axes)):
+    padded = stride1_padded_plane(geom, channels, 1)
+    if (padded is None or np.dtype(dtype) not in PLANE_GATHER_DTYPES
+            or not any(a.overlapping for a in geom.axes)):
         return False
     taps = geom.window_elements
-    padded = math.prod(a.out + (a.kernel - 1) * a.dilation for a in axes)
     return (taps <= PLANE_GATHER_MAX_TAPS
             and taps * padded * np.dtype(dtype).itemsize <= PLANE_GATHER_MAX_TAP_BYTES)
+
+
+def stride1_padded_plane(geom: PoolGeometry, channels: int, sides: int) -> int | None:
+    """Elements of a channels-first plane (``channels``, the kernels' C, is 1)
+    padded on ``sides`` (1 or 2) sides of every axis by a window's reach, as
+    the whole-plane kernels lay it out; None where they do not apply (more
+    channels, adaptive windows, a stride other than 1)."""
+    if channels != 1 or geom.adaptive or any(a.stride != 1 for a in geom.axes):
+        return None
+    return math.prod(a.out + sides * (a.kernel - 1) * a.dilation for a in geom.axes)
 
 
 def plane_dims(geom: PoolGeometry) -> tuple:
@@ -265,11 +274,8 @@ def uses_stride1_planes(geom: PoolGeometry, channels: int, itemsize: int) -> boo
     padded) 2.25 / 2.57 -> 2.02 / 1.94, 2 threads 1.37 / 1.45 -> 1.13 / 1.08;
     4x3x400x400 (650 KB) 1.86 / 1.93 -> 1.72 / 1.66.  Lost: 4x3x512x512 (1 MB
     padded) 3.05 / 3.09 -> 3.63 / 3.36."""
-    axes = geom.axes
-    if channels != 1 or geom.adaptive or any(a.stride != 1 for a in axes):
-        return False
-    padded = math.prod(a.out + 2 * (a.kernel - 1) * a.dilation for a in axes)
-    return padded * itemsize <= STRIDE1_PLANE_MAX_BYTES
+    padded = stride1_padded_plane(geom, channels, 2)
+    return padded is not None and padded * itemsize <= STRIDE1_PLANE_MAX_BYTES
 
 
 def channel_gather_overlaps(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
