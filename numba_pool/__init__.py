@@ -9,6 +9,7 @@ unpooling; 1-D, 2-D and 3-D), exact against PyTorch.
 ((8, 14, 14, 3), (8, 28, 28, 3))
 """
 
+from . import _cache  # noqa: F401  (first: stamps every kernel with the package's source)
 from . import reference
 from ._buffers import buffer_cache_info, set_buffer_cache_size
 from .avgpool import (

@@ -67,3 +67,31 @@ def test_cache_works_when_the_package_directory_is_read_only(tmp_path):
     finally:
         for path in [pkg, *pkg.iterdir()]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_change_to_any_module_of_the_package_recompiles_every_kernel(tmp_path):
+    """Numba stamps a cached kernel with the file that defines it; ours inline helpers
+    from other modules, so the stamp is the whole package's source (numba_pool._cache).
+    Without it, a changed helper module would go on loading the old machine code."""
+    site = tmp_path / "site"
+    pkg = site / "numba_pool"
+    shutil.copytree(Path(numba_pool.__file__).parent, pkg,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = env_without_numba_cache(PYTHONPATH=str(site), NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+                                  PYTHONDONTWRITEBYTECODE="1")
+
+    def run():
+        p = subprocess.run([sys.executable, str(WORKER)], env=env, capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.strip().endswith(str(pkg / "__init__.py"))  # the copy
+        return parse(p.stdout)
+
+    assert run()["misses"] >= 4
+    assert run() == {"hits": run()["hits"], "misses": 0}
+    # _inlining.py defines no kernel; the worker's kernels live in _kernels.py and _driver.py.
+    with open(pkg / "_inlining.py", "a") as f:
+        f.write("\n# an edit to a helper module\n")
+    changed = run()
+    assert changed["hits"] == 0 and changed["misses"] >= 4, changed
+    assert run()["misses"] == 0  # ... once
