@@ -21,7 +21,8 @@ import functools
 import numpy as np
 from numba import njit
 
-from ._kernels import _OPTS, U, from_padded, into_padded, kernel_jit, scratch, tap_run
+from ._kernels import (PLANE_LANES, _OPTS, U, _lanes_to_planes, _planes_to_lanes, from_padded,
+                       into_padded, kernel_jit, scratch, tap_run)
 
 
 @njit(inline="always")
@@ -332,6 +333,73 @@ def adaptive_plane_backward_kernel():
                override, nitems, lo, hi):
         _window_planes_backward(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw,
                                 rf1, rf2, cf, override, lo, hi)
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def adaptive_plane_block_kernel():
+    """Adaptive average pooling of channels-first planes in blocks ``lo <= blk <
+    hi`` of :data:`~numba_pool._kernels.PLANE_LANES` planes: each block is
+    interleaved into a channels-last scratch image, pooled there by the
+    channels-last column code vectorised over its ``n`` planes (each window's
+    taps in row-major order, the sum divided by each axis's length in turn), and
+    written back plane by plane.  The same additions and divisions as
+    :func:`adaptive_plane_kernel`, so the same results bit for bit."""
+
+    @kernel_jit()
+    def kernel(x, y, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf, override,
+               B, nitems, lo, hi):
+        V = P * W
+        Vo = R * Wo
+        xs = scratch(V * PLANE_LANES, x.dtype)
+        ys = scratch(Vo * PLANE_LANES, y.dtype)
+        acc = scratch(PLANE_LANES, y.dtype)
+        for blk in range(lo, hi):
+            b0 = blk * PLANE_LANES
+            n = min(PLANE_LANES, B - b0)
+            _planes_to_lanes(x, b0 * V, V, n, xs)
+            for r in range(R):
+                _avg_columns(xs, ys, U(0), U(r * Wo * n), r, Wo, W * n, U(n), acc, tap_ptr,
+                             tap_row, cstart, clo, chi, dw, rf1, rf2, cf, override, True, 0)
+            _lanes_to_planes(ys, Vo, n, y, b0 * Vo)
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def adaptive_plane_block_backward_kernel():
+    """Backward of :func:`adaptive_plane_block_kernel`: a block's dy interleaved,
+    its dx built in a zeroed channels-last scratch image (every output's share
+    added to its window's taps, outputs in row-major order, vectorised over the
+    block's planes), then written back plane by plane."""
+
+    @kernel_jit()
+    def kernel(dy, dx, P, R, W, Wo, tap_ptr, tap_row, cstart, clo, chi, dw, rf1, rf2, cf,
+               override, B, nitems, lo, hi):
+        V = P * W
+        Vo = R * Wo
+        dys = scratch(Vo * PLANE_LANES, dy.dtype)
+        dxs = scratch(V * PLANE_LANES, dx.dtype)
+        share = scratch(PLANE_LANES, dx.dtype)
+        for blk in range(lo, hi):
+            b0 = blk * PLANE_LANES
+            n = min(PLANE_LANES, B - b0)
+            nu = U(n)
+            _planes_to_lanes(dy, b0 * Vo, Vo, n, dys)
+            _zero(dxs, U(0), U(V) * nu)
+            for r in range(R):
+                for ow in range(Wo):
+                    q = U(r * Wo + ow) * nu
+                    for m in range(nu):
+                        share[m] = _divide(dys[q + m], r, ow, rf1, rf2, cf, override, True)
+                    for k in range(tap_ptr[r], tap_ptr[r + 1]):
+                        xr = tap_row[k] * W + cstart[ow]
+                        for j in range(clo[ow], chi[ow]):
+                            t = U(xr + j * dw) * nu
+                            for m in range(nu):
+                                dxs[t + m] += share[m]
+            _lanes_to_planes(dxs, V, n, dx, b0 * V)
 
     return kernel
 

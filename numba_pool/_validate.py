@@ -28,7 +28,7 @@ for _rank, (_last, _first) in ((1, ("NWC", "NCW")), (2, ("NHWC", "NCHW")), (3, (
     DATA_FORMATS[_rank]["CHANNELS_FIRST"] = _first
 del _rank, _last, _first
 
-_COUNT = {1: "an int", 2: "a pair of ints", 3: "a triple of ints"}
+_COUNT = {1: "a tuple of one int", 2: "a pair of ints", 3: "a triple of ints"}
 
 
 def _as_int(value, name: str, rank: int = 2) -> int:

@@ -138,7 +138,8 @@ FAMILIES: dict[str, list[_Call]] = {
         _Call((2, 9, 9, 8), 3, 2, 1, op="avg"),
         _Call((2, 3, 5, 5), 5, 5, op="avg", data_format="NCHW"),
         _Call((2, 3, 9, 9), 3, 1, 1, op="avg", data_format="NCHW"),
-        _Call((2, 3, 9, 9), 4, None, op="adaptive_avg", data_format="NCHW")],
+        _Call((2, 3, 9, 9), 4, None, op="adaptive_avg", data_format="NCHW"),  # overlapping
+        _Call((2, 3, 8, 8), 4, None, op="adaptive_avg", data_format="NCHW")],  # tiling
     "unpooling by flat indices (numba_pool.torch's max_unpool)": [
         _Call((2, 9, 9, 8), 2, 2, op="unpool_flat")],
 }

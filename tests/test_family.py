@@ -292,6 +292,93 @@ def test_avg_stride1_planes_selection():
     assert fwd((8, 28, 28, 32), 3, 1, fmt="NHWC") is not planes  # channels-last
 
 
+@contextlib.contextmanager
+def adaptive_avg_blocks(on: bool):
+    """Adaptive average pooling of channels-first planes in interleaved blocks
+    (``on``) or side by side (off), whatever the windows (plans are cached:
+    cleared around); yields the plans numba_pool's average pooling used meanwhile."""
+    from numba_pool import _plan, avgpool
+
+    saved = _plan.uses_adaptive_avg_blocks, avgpool.avg_plan
+    used = []
+
+    def recording(*args, **kwargs):
+        used.append(saved[1](*args, **kwargs))
+        return used[-1]
+
+    _plan.avg_plan.cache_clear()
+    _plan.uses_adaptive_avg_blocks = lambda *args: on
+    avgpool.avg_plan = recording
+    try:
+        yield used
+    finally:
+        _plan.uses_adaptive_avg_blocks, avgpool.avg_plan = saved
+        _plan.avg_plan.cache_clear()
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_adaptive_avg_plane_blocks_match_reference(rank, data):
+    """Adaptive average pooling of channels-first planes, both kernels (interleaved
+    blocks of 16 planes, and planes side by side), on every rank, with plane counts
+    on both sides of a block and past it, every dtype, +-0, NaN and inf: bit for bit
+    the reference's, serial and parallel; the chosen kernels are asserted to have run."""
+    from numba_pool import _avg_kernels
+
+    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 6)) for _ in range(rank))
+    out = tuple(data.draw(st.one_of(st.none(), st.integers(1, n + 1))) for n in spatial)
+    planes = data.draw(st.sampled_from([(1, 1), (1, 3), (2, 8), (1, 16), (3, 6), (2, 17)]))
+    shape = planes + spatial
+    fmt = FORMATS[rank][1]
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16, np.int32]))
+    x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    yr = getattr(reference, f"adaptive_avg_pool{rank}d")(x, out, data_format=fmt)
+    dy = data_for(yr.shape, yr.dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    dxr = getattr(reference, f"adaptive_avg_pool{rank}d_backward")(dy, x.shape, data_format=fmt)
+    for on in (True, False):
+        with adaptive_avg_blocks(on) as plans:
+            for y in both_ways(lambda: getattr(npool, f"adaptive_avg_pool{rank}d")(
+                    x, out, data_format=fmt)):
+                assert_same_bits(y, yr, f"adaptive avg y, blocks={on}")
+            for dx in both_ways(lambda: getattr(npool, f"adaptive_avg_pool{rank}d_backward")(
+                    dy, x.shape, data_format=fmt)):
+                assert_same_bits(dx, dxr, f"adaptive avg dx, blocks={on}")
+        blocks = (_avg_kernels.adaptive_plane_block_kernel(),
+                  _avg_kernels.adaptive_plane_block_backward_kernel())
+        for p in plans:
+            if p.empty or not p.sequential_division:  # (global pooling: its own path)
+                continue
+            assert (p.fwd in blocks and p.bwd in blocks) == on, (on, shape, out)
+
+
+def test_adaptive_avg_plane_blocks_selection():
+    """Interleaved blocks where adaptive windows overlap (and a block fits in
+    PLANE_BLOCK_MAX_BYTES); planes side by side where they tile the input."""
+    from numba_pool import _avg_kernels, _plan, avgpool
+
+    def fwd(shape, out, fmt="NCHW"):
+        rank = len(shape) - 2
+        _plan.avg_plan.cache_clear()
+        used = []
+        saved = avgpool.avg_plan
+        avgpool.avg_plan = lambda *a, **k: used.append(saved(*a, **k)) or used[-1]
+        try:
+            getattr(npool, f"adaptive_avg_pool{rank}d")(np.zeros(shape, np.float32), out,
+                                                         data_format=fmt)
+        finally:
+            avgpool.avg_plan = saved
+        return used[0].fwd
+
+    blocks = _avg_kernels.adaptive_plane_block_kernel()
+    assert fwd((4, 32, 30, 30), 7) is blocks  # 30 -> 7: windows of 5, overlapping
+    assert fwd((2, 8, 56, 56), (5, 9)) is blocks
+    assert fwd((1, 4, 4, 14, 14), (3, 5, 5), "NCDHW") is blocks
+    assert fwd((2, 8, 56, 56), 7) is not blocks  # 56 -> 7 tiles the plane
+    assert fwd((2, 8, 1000), 50, "NCW") is not blocks
+    assert fwd((2, 8, 300, 300), 7) is not blocks  # a block of 5.8 MB
+    assert fwd((4, 30, 30, 32), 7, "NHWC") is not blocks  # channels-last
+
+
 @pytest.mark.parametrize("fmt, shape, pool, strides, padding, dilation", [
     ("NHWC", (2, 9, 11, 130), 3, 1, 1, 1),  # past AVG_RUN_MAX_CHANNELS: columns
     ("NHWC", (2, 9, 11, 70), (2, 5), (1, 2), (1, 2), (1, 2)),

@@ -98,4 +98,5 @@ def test_families_cover_every_kernel_selection():
             assert blocks == ("channels-first planes" in family), (family, call)
     assert avg_kernels == {_avg_kernels.avg_forward_kernel(), _avg_kernels.global_plane_kernel(),
                            _avg_kernels.adaptive_plane_kernel(),
+                           _avg_kernels.adaptive_plane_block_kernel(),
                            _avg_kernels.stride1_plane_kernel()}
