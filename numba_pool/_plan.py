@@ -39,7 +39,11 @@ SCATTER_MIN_TAPS = 25
 # PLANE_BLOCK_STRIDED_MAX_BYTES); see uses_plane_blocks for the measurements.
 PLANE_BLOCK_MAX_BYTES = 256 * 1024
 PLANE_BLOCK_MAX_WIDTH = 16
-PLANE_BLOCK_STRIDED_MAX_BYTES = 1024 * 1024
+PLANE_BLOCK_STRIDED_MAX_BYTES = 896 * 1024
+# ... where windows do not overlap along the width, only rows of at most this many
+# columns; and never fewer than this many planes (a vector's worth of float32).
+PLANE_BLOCK_MAX_TILING_WIDTH = 48
+PLANE_BLOCK_MIN_PLANES = 8
 # Channels-last average pooling with width stride 1 and 2 to AVG_RUN_MAX_CHANNELS
 # channels adds whole runs of (columns x channels) per window tap (AvgPlan.runs);
 # else each output column sums its window's taps, vectorised over channels.
@@ -311,13 +315,25 @@ def uses_plane_blocks(geom: PoolGeometry, channels: int, planes: int, plane_byte
     17.9 -> 8.6 / 9.4 -> 4.2 (800 KB blocks); 8x64x56x56 k3x2 s2 1.68 -> 1.35 /
     0.89 -> 0.75; 1-D 32x128x4000 k5 s2 p2 86.9 -> 41.2 / 42.5 -> 20.3; 3-D
     4x32x8x32x32 k5 s2 p2 2.2 -> 1.8 / 1.1 -> 0.95; float64 8x512x32x32 k5 s2
-    p2 15.3 -> 9.3 (1 thread)."""
-    if channels != 1 or planes < 2:
+    p2 15.3 -> 9.3 (1 thread).
+
+    Where blocks lost (float32, ms, per-plane vs blocks; 1 / 2 threads): fewer
+    than PLANE_BLOCK_MIN_PLANES planes, whose block has too few lanes to vectorise
+    and is one work item (2x3x128x128 k7 s7 0.050 vs 0.093 / 0.036 vs 0.093, k5
+    s5 p2 0.058 vs 0.105); windows that do not overlap along rows wider than
+    PLANE_BLOCK_MAX_TILING_WIDTH, where the per-plane kernel's work is light
+    against the interleaving (1x16x64x64 k5 s5 0.045 vs 0.090, k7 s7 0.056 vs
+    0.087; 1x16x96x96 k5 s5 p2 0.108 vs 0.196; 1x16x128x128 k5 s5 0.163 vs
+    0.333; 1x32x48x48 k7 s7 p3 still won, 0.057 vs 0.070); blocks of 1 MB
+    (1x16x128x128 k5 s2 p2 0.72 vs 0.91; 784 KB, 112 wide: 0.57 vs 0.35)."""
+    if channels != 1 or planes < PLANE_BLOCK_MIN_PLANES:
         return False
     block = plane_bytes * _kernels.PLANE_LANES
-    if geom.adaptive or geom.cols.size <= PLANE_BLOCK_MAX_WIDTH:
+    cols = geom.cols
+    if geom.adaptive or cols.size <= PLANE_BLOCK_MAX_WIDTH:
         return block <= PLANE_BLOCK_MAX_BYTES
-    return geom.cols.stride >= 2 and block <= PLANE_BLOCK_STRIDED_MAX_BYTES
+    return (cols.stride >= 2 and block <= PLANE_BLOCK_STRIDED_MAX_BYTES
+            and (cols.overlapping or cols.size <= PLANE_BLOCK_MAX_TILING_WIDTH))
 
 
 def uses_adaptive_avg_blocks(geom: PoolGeometry, planes: int, plane_bytes: int) -> bool:

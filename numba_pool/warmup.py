@@ -110,7 +110,7 @@ FAMILIES: dict[str, list[_Call]] = {
     # channels-first planes with adaptive windows or narrow rows, interleaved in
     # blocks (every rank; _plan.uses_plane_blocks)
     "forward, any window, small channels-first planes": [
-        _Call((2, 3, 9, 9), (2, 3), (2, 3), data_format="NCHW")],
+        _Call((2, 4, 9, 9), (2, 3), (2, 3), data_format="NCHW")],
     "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
     "forward, 5x5 and 7x7 windows (stride >= 2/5 window), 5+ channels": [
         _Call((2, 15, 15, 8), k, s) for k, s in ((5, 2), (7, 7))],
@@ -138,7 +138,7 @@ FAMILIES: dict[str, list[_Call]] = {
         _Call((2, 9, 9, 8), 3, 2, 1, op="avg"),
         _Call((2, 3, 5, 5), 5, 5, op="avg", data_format="NCHW"),
         _Call((2, 3, 9, 9), 3, 1, 1, op="avg", data_format="NCHW"),
-        _Call((2, 3, 9, 9), 4, None, op="adaptive_avg", data_format="NCHW"),  # overlapping
+        _Call((2, 4, 9, 9), 4, None, op="adaptive_avg", data_format="NCHW"),  # overlapping
         _Call((2, 3, 8, 8), 4, None, op="adaptive_avg", data_format="NCHW")],  # tiling
     "unpooling by flat indices (numba_pool.torch's max_unpool)": [
         _Call((2, 9, 9, 8), 2, 2, op="unpool_flat")],

@@ -372,7 +372,8 @@ def test_adaptive_avg_plane_blocks_selection():
     blocks = _avg_kernels.adaptive_plane_block_kernel()
     assert fwd((4, 32, 30, 30), 7) is blocks  # 30 -> 7: windows of 5, overlapping
     assert fwd((2, 8, 56, 56), (5, 9)) is blocks
-    assert fwd((1, 4, 4, 14, 14), (3, 5, 5), "NCDHW") is blocks
+    assert fwd((1, 8, 4, 14, 14), (3, 5, 5), "NCDHW") is blocks
+    assert fwd((1, 7, 30, 30), 7) is not blocks  # fewer than PLANE_BLOCK_MIN_PLANES planes
     assert fwd((2, 8, 56, 56), 7) is not blocks  # 56 -> 7 tiles the plane
     assert fwd((2, 8, 1000), 50, "NCW") is not blocks
     assert fwd((2, 8, 300, 300), 7) is not blocks  # a block of 5.8 MB
@@ -408,14 +409,15 @@ def test_avg_many_channels_match_reference(fmt, shape, pool, strides, padding, d
 def test_plane_blocks_match_reference(rank, data):
     """Channels-first planes max-pooled in interleaved blocks (_kernels.PLANE_LANES
     planes as channels, _plan.uses_plane_blocks: narrow rows, adaptive windows):
-    plane counts from 2 across several blocks with a partial last one, serial
-    and parallel, bit for bit; the block kernel is asserted to have run."""
-    from numba_pool import _kernels
+    plane counts from PLANE_BLOCK_MIN_PLANES across several blocks with a partial
+    last one, serial and parallel, bit for bit; the block kernel is asserted to
+    have run."""
+    from numba_pool import _kernels, _plan
 
     _, kw = data.draw(nd_config(rank))
     fmt = kw["data_format"] = FORMATS[rank][1]
     n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 19))
-    assume(n * c >= 2)
+    assume(n * c >= _plan.PLANE_BLOCK_MIN_PLANES)
     spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank])) for _ in range(rank))
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
     x = data_for((n, c) + spatial, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
@@ -636,6 +638,15 @@ def test_plane_block_selection():
     assert kernel(np.zeros((2, 8, 64, 64), np.float32), (3, 5), (1, 2)) is blocks
     assert kernel(np.zeros((2, 8, 64, 64), np.float32), (5, 3), (2, 1)) is not blocks
     assert kernel(np.zeros((2, 2, 256, 256), np.float32), 5, 2, 2) is not blocks  # 4 MB
+    assert kernel(np.zeros((1, 16, 128, 128), np.float32), 5, 2, 2) is not blocks  # 1 MB
+    assert kernel(np.zeros((1, 16, 112, 112), np.float32), 5, 2, 2) is blocks  # 784 KB
+    # windows tiling rows wider than PLANE_BLOCK_MAX_TILING_WIDTH: per plane
+    assert kernel(np.zeros((1, 16, 64, 64), np.float32), 5, 5) is not blocks
+    assert kernel(np.zeros((1, 32, 48, 48), np.float32), 7, 7, 3) is blocks
+    # fewer than PLANE_BLOCK_MIN_PLANES planes: per plane
+    assert kernel(np.zeros((2, 3, 128, 128), np.float32), 7, 7) is not blocks
+    assert kernel(np.zeros((1, 7, 30, 30), np.float32), 7, adaptive=True) is not blocks
+    assert kernel(np.zeros((1, 8, 30, 30), np.float32), 7, adaptive=True) is blocks
     big = np.zeros((1, 2, 200, 200), np.float32)  # 16 such planes exceed the block size
     assert kernel(big, 9, adaptive=True) is not blocks
 
