@@ -101,9 +101,8 @@ def layout(rank: int, data_format: str) -> Layout:
 def readonly(a: np.ndarray) -> np.ndarray:
     """A read-only view: kernels then see one array type whatever the caller's
     flags, so each kernel compiles once per dtype, not once per flag combination."""
-    if a.flags.writeable:
-        a = a.view()  # never change the flags of the caller's array itself
-        a.flags.writeable = False
+    a = a.view()  # never change the flags of the caller's array itself
+    a.setflags(write=False)  # (cheaper than through a.flags: no flags object)
     return a
 
 

@@ -371,6 +371,13 @@ class MaxPlan(Shapes):
                 f"{name}: a window of {geom.window_elements} elements; max pooling supports "
                 f"windows of fewer than 2**31 elements")
         self.odtype = offsets_dtype(geom.window_elements)
+        # Bytes of y, the offsets and dx: results below _buffers.MIN_BYTES come
+        # straight from np.empty (maxpool's fast paths skip _buffers.empty's
+        # bookkeeping, ~0.7 us a call).
+        outs, ins = math.prod(self.phys_out), math.prod(self.phys_in)
+        self.y_bytes = outs * self.dtype.itemsize
+        self.offsets_bytes = outs * self.odtype.itemsize
+        self.dx_bytes = ins * self.dtype.itemsize
         rows = row_tables(geom)
         cl = geom.cols
         B, C = self.B, self.C

@@ -179,8 +179,11 @@ def _run_forward(plan: MaxPlan, x: np.ndarray):
     """Fast path: x has the plan's shape, dtype and memory layout.
 
     Kept lean: it is most of the cost of a call on a small input."""
-    yp = _buffers.empty(plan.phys_out, plan.dtype)
-    offp = _buffers.empty(plan.phys_out, plan.odtype)
+    small = _buffers.MIN_BYTES
+    yp = np.empty(plan.phys_out, plan.dtype) if plan.y_bytes < small else \
+        _buffers.empty(plan.phys_out, plan.dtype)
+    offp = np.empty(plan.phys_out, plan.odtype) if plan.offsets_bytes < small else \
+        _buffers.empty(plan.phys_out, plan.odtype)
     plan.forward(plan.physical(x).reshape(-1), yp, offp)
     return plan.logical(yp), _new_argmax(offp, plan, plan.dtype)
 
@@ -188,7 +191,8 @@ def _run_forward(plan: MaxPlan, x: np.ndarray):
 def _run_backward(plan: MaxPlan, dyv: np.ndarray, offp: np.ndarray) -> np.ndarray:
     """Fast path: ``dyv`` (dy in physical order, C-contiguous) and the offsets
     have the plan's dtypes; returns dx as the caller sees it."""
-    dxp = _buffers.empty(plan.phys_in, plan.dtype)
+    dxp = np.empty(plan.phys_in, plan.dtype) if plan.dx_bytes < _buffers.MIN_BYTES else \
+        _buffers.empty(plan.phys_in, plan.dtype)
     plan.backward(dyv.reshape(-1), offp, dxp)
     return plan.logical(dxp)
 
