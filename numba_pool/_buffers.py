@@ -96,6 +96,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+def empty_sized(shape, dtype, nbytes: int) -> np.ndarray:
+    """:func:`empty` for a caller that knows the result's bytes (a plan): below
+    :data:`MIN_BYTES` straight from ``np.empty``, without :func:`empty`'s
+    bookkeeping (~0.7 us of a 5.6 us call)."""
+    if nbytes < MIN_BYTES:
+        return np.empty(shape, dtype)
+    return empty(shape, dtype)
+
+
 def empty(shape, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array, as ``np.empty(shape, dtype)``,
     reusing an idle buffer of the same size where there is one."""

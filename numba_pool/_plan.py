@@ -108,6 +108,7 @@ class Shapes:
         self.out_shape = lay.join(n, c, out_spatial)
         self.perm = lay.perm(memory)
         self.empty = 0 in self.phys_in or 0 in self.phys_out
+        self.in_elements, self.out_elements = math.prod(self.phys_in), math.prod(self.phys_out)
 
     def physical(self, a: np.ndarray) -> np.ndarray:
         """A logical array already in this memory layout, in physical order (a view)."""
@@ -371,13 +372,10 @@ class MaxPlan(Shapes):
                 f"{name}: a window of {geom.window_elements} elements; max pooling supports "
                 f"windows of fewer than 2**31 elements")
         self.odtype = offsets_dtype(geom.window_elements)
-        # Bytes of y, the offsets and dx: results below _buffers.MIN_BYTES come
-        # straight from np.empty (maxpool's fast paths skip _buffers.empty's
-        # bookkeeping, ~0.7 us a call).
-        outs, ins = math.prod(self.phys_out), math.prod(self.phys_in)
-        self.y_bytes = outs * self.dtype.itemsize
-        self.offsets_bytes = outs * self.odtype.itemsize
-        self.dx_bytes = ins * self.dtype.itemsize
+        # bytes of y, the offsets and dx (for _buffers.empty_sized)
+        self.y_bytes = self.out_elements * self.dtype.itemsize
+        self.offsets_bytes = self.out_elements * self.odtype.itemsize
+        self.dx_bytes = self.in_elements * self.dtype.itemsize
         rows = row_tables(geom)
         cl = geom.cols
         B, C = self.B, self.C
@@ -493,6 +491,9 @@ class AvgPlan(Shapes):
 
         super().__init__(in_shape, geom, lay, memory)
         self.cdtype, self.rdtype = avg_dtypes(dtype)
+        # bytes of the kernels' y and dx (for _buffers.empty_sized)
+        self.y_bytes = self.out_elements * self.cdtype.itemsize
+        self.dx_bytes = self.in_elements * self.cdtype.itemsize
         rows = row_tables(geom)
         cl = geom.cols
         ct = self.cdtype.type

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _buffers
+from ._fastpath import FastPlans
 from ._layout import deliver, kernel_buffer, layout
 from ._plan import avg_plan
 from ._validate import as_input_array, normalise_avg_options, normalise_data_format
@@ -25,9 +27,38 @@ __all__ = [
 ]
 
 
-def _forward(x, geom: PoolGeometry, lay, out, cip: bool, override, lanes: int = 0):
+_FAST = FastPlans()  # plans of repeated calls of the NumPy API (numba_pool._fastpath)
+
+
+def _fast_forward(plan, x: np.ndarray) -> np.ndarray:
+    """The forward of a remembered call: ``x`` has the plan's shape, layout and
+    compute dtype, which is also the result's."""
+    yp = _buffers.empty_sized(plan.phys_out, plan.cdtype, plan.y_bytes)
+    plan.forward(plan.physical(x).reshape(-1), yp)
+    return plan.logical(yp)
+
+
+def _fast_backward(plan, dy: np.ndarray) -> np.ndarray:
+    """The backward of a remembered call (``dy`` as ``x`` in :func:`_fast_forward`)."""
+    dxp = _buffers.empty_sized(plan.phys_in, plan.cdtype, plan.dx_bytes)
+    plan.backward(plan.physical(dy).reshape(-1), dxp)
+    return plan.logical(dxp)
+
+
+def _remember(key, plan, a, a_in) -> None:
+    """Remember ``plan`` under ``key`` where the array ``a`` (x or dy, as
+    validated; ``a_in`` as given) can take the fast path next time: given as is,
+    in a memory layout of its own, already in the compute (and result) dtype."""
+    if (key is not None and a is a_in and a.dtype == plan.cdtype == plan.rdtype
+            and plan.lay.memory_of(a) == plan.memory):
+        _FAST.put(key, plan)
+
+
+def _forward(x, geom: PoolGeometry, lay, out, cip: bool, override, lanes: int = 0,
+             key=None, x_in=None):
     memory = lay.memory_of(x) or lay.natural
     plan = avg_plan(x.shape, x.dtype, geom, lay, memory, cip, override, lanes)
+    _remember(key, plan, x, x_in)
     xp = lay.to_physical(x, memory).astype(plan.cdtype, copy=False)
     yp, user = kernel_buffer(out, plan.out_shape, plan.phys_out, plan.rdtype, plan.cdtype, lay,
                              memory, {"x": x})
@@ -45,7 +76,7 @@ def _input_shape(input_shape, rank: int) -> tuple:
 
 
 def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override,
-              lanes: int = 0):
+              lanes: int = 0, key=None):
     dy_in = dy
     dy = as_input_array(dy, "dy")
     n, c, _ = lay.split(input_shape)
@@ -54,6 +85,7 @@ def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override
         raise ValueError(f"dy has shape {dy.shape}, expected {y_shape} (the shape of y)")
     memory = lay.memory_of(dy) or lay.natural
     plan = avg_plan(tuple(input_shape), dy.dtype, geom, lay, memory, cip, override, lanes)
+    _remember(key, plan, dy, dy_in)
     dyp = lay.to_physical(dy, memory).astype(plan.cdtype, copy=False)
     dxp, user = kernel_buffer(out, plan.in_shape, plan.phys_in, plan.rdtype, plan.cdtype, lay,
                               memory, {"dy": dy_in if isinstance(dy_in, np.ndarray) else dy})
@@ -63,16 +95,28 @@ def _backward(dy, input_shape, geom: PoolGeometry, lay, out, cip: bool, override
 
 def _avg_nd(rank, x, pool_size, strides, padding, dilation, ceil_mode, count_include_pad,
             divisor_override, data_format, out):
+    key = _FAST.key(x, out, ("avg", rank, pool_size, strides, padding, dilation,
+                             divisor_override, data_format), (ceil_mode, count_include_pad))
+    plan = _FAST.get(key)
+    if plan is not None:
+        return _fast_forward(plan, x)
+    x_in = x
     pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
         pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
     cip, override = normalise_avg_options(padding, count_include_pad, divisor_override)
     x, lay, spatial = prepare_input(x, data_format, rank)
     geom = pool_geometry(spatial, pool, stride, dil, pad, ceil_mode)
-    return _forward(x, geom, lay, out, cip, override)
+    return _forward(x, geom, lay, out, cip, override, key=key, x_in=x_in)
 
 
 def _avg_backward_nd(rank, dy, input_shape, pool_size, strides, padding, dilation, ceil_mode,
                      count_include_pad, divisor_override, data_format, out):
+    key = _FAST.key(dy, out, ("avg backward", rank, input_shape, pool_size, strides, padding,
+                              dilation, divisor_override, data_format),
+                    (ceil_mode, count_include_pad))
+    plan = _FAST.get(key)
+    if plan is not None:
+        return _fast_backward(plan, dy)
     pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
         pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
     cip, override = normalise_avg_options(padding, count_include_pad, divisor_override)
@@ -82,7 +126,7 @@ def _avg_backward_nd(rank, dy, input_shape, pool_size, strides, padding, dilatio
     if 0 in spatial:
         raise ValueError(f"input_shape has zero-size spatial dimensions: {input_shape}")
     geom = pool_geometry(spatial, pool, stride, dil, pad, ceil_mode)
-    return _backward(dy, input_shape, geom, lay, out, cip, override)
+    return _backward(dy, input_shape, geom, lay, out, cip, override, key=key)
 
 
 _AVG_DOC = """{rank}-D average pooling (PyTorch's divisor rules).
@@ -183,12 +227,21 @@ def avg_pool3d_backward(dy, input_shape, pool_size, strides=None, padding="valid
 
 
 def _adaptive_avg(rank, x, output_size, data_format, out):
+    key = _FAST.key(x, out, ("adaptive", rank, output_size, data_format))
+    plan = _FAST.get(key)
+    if plan is not None:
+        return _fast_forward(plan, x)
+    x_in = x
     x, lay, spatial = prepare_input(x, data_format, rank)
     geom = adaptive_geometry(spatial, normalise_output_size(output_size, spatial, rank))
-    return _forward(x, geom, lay, out, False, None)
+    return _forward(x, geom, lay, out, False, None, key=key, x_in=x_in)
 
 
 def _adaptive_avg_backward(rank, dy, input_shape, data_format, out):
+    key = _FAST.key(dy, out, ("adaptive backward", rank, input_shape, data_format))
+    plan = _FAST.get(key)
+    if plan is not None:
+        return _fast_backward(plan, dy)
     data_format = normalise_data_format(data_format, rank)
     lay = layout(rank, data_format)
     input_shape = _input_shape(input_shape, rank)
@@ -200,7 +253,7 @@ def _adaptive_avg_backward(rank, dy, input_shape, data_format, out):
         raise ValueError(f"input_shape has zero-size spatial dimensions: {input_shape}")
     geom = adaptive_geometry(spatial, normalise_output_size(lay.split(dy_arr.shape)[2],
                                                             spatial, rank))
-    return _backward(dy_arr, input_shape, geom, lay, out, False, None)
+    return _backward(dy, input_shape, geom, lay, out, False, None, key=key)
 
 
 _ADAPTIVE_DOC = """Adaptive {rank}-D average pooling (PyTorch's windows and divisions).

@@ -13,6 +13,7 @@ from typing import Tuple, Union
 import numpy as np
 
 from . import _buffers
+from ._fastpath import FastPlans
 from ._layout import check_no_overlap, check_out, deliver, kernel_buffer, layout
 from ._plan import MaxPlan, compute_dtype, max_plan, offsets_dtype
 from ._validate import (
@@ -179,11 +180,8 @@ def _run_forward(plan: MaxPlan, x: np.ndarray):
     """Fast path: x has the plan's shape, dtype and memory layout.
 
     Kept lean: it is most of the cost of a call on a small input."""
-    small = _buffers.MIN_BYTES
-    yp = np.empty(plan.phys_out, plan.dtype) if plan.y_bytes < small else \
-        _buffers.empty(plan.phys_out, plan.dtype)
-    offp = np.empty(plan.phys_out, plan.odtype) if plan.offsets_bytes < small else \
-        _buffers.empty(plan.phys_out, plan.odtype)
+    yp = _buffers.empty_sized(plan.phys_out, plan.dtype, plan.y_bytes)
+    offp = _buffers.empty_sized(plan.phys_out, plan.odtype, plan.offsets_bytes)
     plan.forward(plan.physical(x).reshape(-1), yp, offp)
     return plan.logical(yp), _new_argmax(offp, plan, plan.dtype)
 
@@ -191,25 +189,12 @@ def _run_forward(plan: MaxPlan, x: np.ndarray):
 def _run_backward(plan: MaxPlan, dyv: np.ndarray, offp: np.ndarray) -> np.ndarray:
     """Fast path: ``dyv`` (dy in physical order, C-contiguous) and the offsets
     have the plan's dtypes; returns dx as the caller sees it."""
-    dxp = np.empty(plan.phys_in, plan.dtype) if plan.dx_bytes < _buffers.MIN_BYTES else \
-        _buffers.empty(plan.phys_in, plan.dtype)
+    dxp = _buffers.empty_sized(plan.phys_in, plan.dtype, plan.dx_bytes)
     plan.backward(dyv.reshape(-1), offp, dxp)
     return plan.logical(dxp)
 
 
-# Fast-path cache: (rank, shape, dtype, strides, parameters) -> plan, for calls
-# whose parameters are exact ints/strs/None/bools (so equal keys mean equal validation).
-_FAST: dict = {}
-_FAST_MAX = 512
-
-
-def _plain(v, allow_str: bool = True) -> bool:
-    t = type(v)
-    if t is int or v is None or (allow_str and t is str):
-        return True
-    if t is tuple:
-        return all(_plain(e, False) for e in v)
-    return False
+_FAST = FastPlans()  # plans of repeated max pooling calls (numba_pool._fastpath)
 
 
 def resolve_parameters(pool_size, strides, padding, dilation, ceil_mode, data_format,
@@ -300,15 +285,12 @@ def _max_pool(x, geom: PoolGeometry, lay, out, fname: str):
 
 
 def _max_pool_nd(rank, x, pool_size, strides, padding, dilation, ceil_mode, data_format, out):
-    key, x_in = None, x
-    if (out is None and type(x) is np.ndarray and type(ceil_mode) is bool
-            and type(data_format) is str and _plain(pool_size) and _plain(strides)
-            and _plain(padding) and _plain(dilation)):
-        key = (rank, x.shape, x.dtype, x.strides, pool_size, strides, padding, dilation,
-               ceil_mode, data_format)
-        plan = _FAST.get(key)
-        if plan is not None:
-            return _run_forward(plan, x)
+    x_in = x
+    key = _FAST.key(x, out, (rank, pool_size, strides, padding, dilation, data_format),
+                    (ceil_mode,))
+    plan = _FAST.get(key)
+    if plan is not None:
+        return _run_forward(plan, x)
     pool, stride, dil, pad, ceil_mode, data_format = resolve_parameters(
         pool_size, strides, padding, dilation, ceil_mode, data_format, rank)
     x, lay, spatial = prepare_input(x, data_format, rank)
@@ -317,9 +299,7 @@ def _max_pool_nd(rank, x, pool_size, strides, padding, dilation, ceil_mode, data
         memory = lay.memory_of(x)
         if memory is not None:
             plan = max_plan(x.shape, x.dtype, geom, lay, memory)
-            if len(_FAST) >= _FAST_MAX:
-                _FAST.clear()
-            _FAST[key] = plan
+            _FAST.put(key, plan)
             return _run_forward(plan, x)
     return _max_pool(x, geom, lay, out, _NAMES[rank])
 
