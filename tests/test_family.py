@@ -186,19 +186,45 @@ def test_avg_pool_every_rank_matches_reference(rank, data):
 
 
 @contextlib.contextmanager
-def avg_runs_up_to(channels):
-    """Channels-last average pooling in runs (AvgPlan.runs) only up to
-    ``channels`` channels (plans are cached: cleared around)."""
-    from numba_pool import _plan
+def plan_settings(**settings):
+    """``numba_pool._plan``'s kernel-selection constants (or functions) set as
+    given, with every remembered plan (the plan caches and the per-call fast
+    paths, which would otherwise serve plans made before) cleared around; yields
+    the average pooling plans made meanwhile, so that tests can assert which
+    kernels ran."""
+    from numba_pool import _plan, avgpool, maxpool
 
-    saved = _plan.AVG_RUN_MAX_CHANNELS
-    _plan.avg_plan.cache_clear()
-    _plan.AVG_RUN_MAX_CHANNELS = channels
-    try:
-        yield
-    finally:
-        _plan.AVG_RUN_MAX_CHANNELS = saved
+    saved = {name: getattr(_plan, name) for name in settings}
+    make_avg_plan = avgpool.avg_plan
+    used = []
+
+    def recording(*args, **kwargs):
+        used.append(make_avg_plan(*args, **kwargs))
+        return used[-1]
+
+    def forget_plans():
+        _plan.max_plan.cache_clear()
         _plan.avg_plan.cache_clear()
+        maxpool._FAST.clear()
+        avgpool._FAST.clear()
+
+    forget_plans()
+    for name, value in settings.items():
+        setattr(_plan, name, value)
+    avgpool.avg_plan = recording
+    try:
+        yield used
+    finally:
+        for name, value in saved.items():
+            setattr(_plan, name, value)
+        avgpool.avg_plan = make_avg_plan
+        forget_plans()
+
+
+def avg_runs_up_to(channels):
+    """Channels-last average pooling in runs (AvgPlan.runs) only up to ``channels``
+    channels."""
+    return plan_settings(AVG_RUN_MAX_CHANNELS=channels)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -211,28 +237,11 @@ def test_avg_columns_match_reference(rank, data):
         check_avg_against_reference(rank, data)
 
 
-@contextlib.contextmanager
 def stride1_planes_everywhere():
     """Every average pooling of channels-first planes with stride 1 on every
-    axis through the whole-plane kernels, whatever the plane's size (plans are
-    cached: cleared around); yields the plans numba_pool's average pooling
-    used meanwhile."""
-    from numba_pool import _plan, avgpool
-
-    saved = _plan.STRIDE1_PLANE_MAX_BYTES, avgpool.avg_plan
-    used = []
-
-    def recording(*args, **kwargs):
-        used.append(saved[1](*args, **kwargs))
-        return used[-1]
-
-    _plan.avg_plan.cache_clear()
-    _plan.STRIDE1_PLANE_MAX_BYTES, avgpool.avg_plan = 1 << 62, recording
-    try:
-        yield used
-    finally:
-        _plan.STRIDE1_PLANE_MAX_BYTES, avgpool.avg_plan = saved
-        _plan.avg_plan.cache_clear()
+    axis through the whole-plane kernels, whatever the plane's size; yields the
+    plans numba_pool's average pooling used meanwhile."""
+    return plan_settings(STRIDE1_PLANE_MAX_BYTES=1 << 62)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -292,28 +301,11 @@ def test_avg_stride1_planes_selection():
     assert fwd((8, 28, 28, 32), 3, 1, fmt="NHWC") is not planes  # channels-last
 
 
-@contextlib.contextmanager
 def adaptive_avg_blocks(on: bool):
     """Adaptive average pooling of channels-first planes in interleaved blocks
-    (``on``) or side by side (off), whatever the windows (plans are cached:
-    cleared around); yields the plans numba_pool's average pooling used meanwhile."""
-    from numba_pool import _plan, avgpool
-
-    saved = _plan.uses_adaptive_avg_blocks, avgpool.avg_plan
-    used = []
-
-    def recording(*args, **kwargs):
-        used.append(saved[1](*args, **kwargs))
-        return used[-1]
-
-    _plan.avg_plan.cache_clear()
-    _plan.uses_adaptive_avg_blocks = lambda *args: on
-    avgpool.avg_plan = recording
-    try:
-        yield used
-    finally:
-        _plan.uses_adaptive_avg_blocks, avgpool.avg_plan = saved
-        _plan.avg_plan.cache_clear()
+    (``on``) or side by side (off), whatever the windows; yields the plans
+    numba_pool's average pooling used meanwhile."""
+    return plan_settings(uses_adaptive_avg_blocks=lambda *args: on)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -354,20 +346,14 @@ def test_adaptive_avg_plane_blocks_match_reference(rank, data):
 def test_adaptive_avg_plane_blocks_selection():
     """Interleaved blocks where adaptive windows overlap (and a block fits in
     PLANE_BLOCK_MAX_BYTES); planes side by side where they tile the input."""
-    from numba_pool import _avg_kernels, _plan, avgpool
+    from numba_pool import _avg_kernels
 
     def fwd(shape, out, fmt="NCHW"):
         rank = len(shape) - 2
-        _plan.avg_plan.cache_clear()
-        used = []
-        saved = avgpool.avg_plan
-        avgpool.avg_plan = lambda *a, **k: used.append(saved(*a, **k)) or used[-1]
-        try:
+        with plan_settings() as plans:
             getattr(npool, f"adaptive_avg_pool{rank}d")(np.zeros(shape, np.float32), out,
                                                          data_format=fmt)
-        finally:
-            avgpool.avg_plan = saved
-        return used[0].fwd
+        return plans[0].fwd
 
     blocks = _avg_kernels.adaptive_plane_block_kernel()
     assert fwd((4, 32, 30, 30), 7) is blocks  # 30 -> 7: windows of 5, overlapping
@@ -440,20 +426,10 @@ def test_plane_blocks_match_reference(rank, data):
         assert_same_bits(am.offsets, amr.offsets, "offsets")
 
 
-@contextlib.contextmanager
 def stride1_gather_everywhere():
     """Every max backward of overlapping windows with width stride 1 through the
-    stride-1 gather, whatever its speed (plans are cached: cleared around)."""
-    from numba_pool import _plan
-
-    saved = _plan.STRIDE1_GATHER_MAX_TAP_BYTES, _plan.STRIDE1_GATHER_MIN_RUN
-    _plan.max_plan.cache_clear()
-    _plan.STRIDE1_GATHER_MAX_TAP_BYTES, _plan.STRIDE1_GATHER_MIN_RUN = 1 << 30, 0
-    try:
-        yield
-    finally:
-        _plan.STRIDE1_GATHER_MAX_TAP_BYTES, _plan.STRIDE1_GATHER_MIN_RUN = saved
-        _plan.max_plan.cache_clear()
+    stride-1 gather, whatever its speed."""
+    return plan_settings(STRIDE1_GATHER_MAX_TAP_BYTES=1 << 30, STRIDE1_GATHER_MIN_RUN=0)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -499,27 +475,15 @@ def check_max_backward_path(rank, data, shape, dtype, kw, forcing, kind):
             assert_same_bits(dx, dxr, "dx")
 
 
-@contextlib.contextmanager
 def plane_gather_everywhere():
     """Every max backward of channels-first planes with stride 1 on every axis
     through the plane gather, whatever its speed, the window, the plane's size
-    or the dtype (float16 aside: its sums need the scatter's rounding); plans
-    are cached: cleared around."""
-    from numba_pool import _plan
-
-    names = ("PLANE_GATHER_MAX_TAPS", "PLANE_GATHER_MAX_TAP_BYTES", "PLANE_GATHER_DTYPES",
-             "STRIDE1_GATHER_MAX_TAP_BYTES")
-    saved = [getattr(_plan, name) for name in names]
-    _plan.max_plan.cache_clear()
-    for name, value in zip(names, (1 << 30, 1 << 62, tuple(
-            np.dtype(t) for t in (np.float32, np.float64, np.int32, np.uint8)), 0)):
-        setattr(_plan, name, value)
-    try:
-        yield
-    finally:
-        for name, value in zip(names, saved):
-            setattr(_plan, name, value)
-        _plan.max_plan.cache_clear()
+    or the dtype (float16 aside: its sums need the scatter's rounding)."""
+    return plan_settings(
+        PLANE_GATHER_MAX_TAPS=1 << 30, PLANE_GATHER_MAX_TAP_BYTES=1 << 62,
+        PLANE_GATHER_DTYPES=tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32,
+                                                          np.uint8)),
+        STRIDE1_GATHER_MAX_TAP_BYTES=0)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
