@@ -431,18 +431,23 @@ def _add_taps(dst, d, src, slots, n, Cu):
 
 
 @njit(inline="always")
+def _slot_tap(slots, g, o):
+    """``slots`` with tap offset ``o`` in place ``g`` (0 to 3)."""
+    o0, o1, o2, o3 = slots
+    if g == 0:
+        return (o, o1, o2, o3)
+    if g == 1:
+        return (o0, o, o2, o3)
+    if g == 2:
+        return (o0, o1, o, o3)
+    return (o0, o1, o2, o)
+
+
+@njit(inline="always")
 def _push_tap(dst, d, src, slots, g, o, Cu):
     """Tap offset ``o`` joins the group ``slots[:g]``; a full group (four) is
     added to ``dst`` (:func:`_add_taps`).  Returns ``(slots, g)`` updated."""
-    o0, o1, o2, o3 = slots
-    if g == 0:
-        slots = (o, o1, o2, o3)
-    elif g == 1:
-        slots = (o0, o, o2, o3)
-    elif g == 2:
-        slots = (o0, o1, o, o3)
-    else:
-        slots = (o0, o1, o2, o)
+    slots = _slot_tap(slots, g, o)
     if g < 3:
         return slots, g + 1
     _add_taps(dst, d, src, slots, 4, Cu)
@@ -561,18 +566,33 @@ def _avg_columns(x, y, xb, yb, r, Wo, WC, Cu, acc, tap_ptr, tap_row, cstart, clo
     row taps outer, did not fit there: Inception 32x35x35x192 k3 s1 p1 took
     9.7 ms against PyTorch's 7.5 at 1 thread), up to four taps per pass
     (:func:`_add_taps`), then divided and stored."""
+    zero = y.dtype.type(0)
     for ow in range(Wo):
+        ob = yb + U(ow) * Cu
+        slots = (U(0), U(0), U(0), U(0))
+        if not adaptive and (tap_ptr[r + 1] - tap_ptr[r]) * (chi[ow] - clo[ow]) == 4:
+            # Four taps (2x2 windows: ResNet-D): summed and divided in one pass, no
+            # accumulator (32x56x56x256 k2 s2 float32, 1 thread: 14.4 -> 8.9 ms)
+            n = 0
+            for k in range(tap_ptr[r], tap_ptr[r + 1]):
+                xr = xb + tap_row[k] * WC
+                for j in range(clo[ow], chi[ow]):
+                    slots = _slot_tap(slots, n, U(xr + (cstart[ow] + j * dw) * Cu))
+                    n += 1
+            o0, o1, o2, o3 = slots
+            d = override if override > 0 else rf1[r] * cf[ow]
+            for c in range(Cu):
+                y[ob + c] = (zero + x[o0 + c] + x[o1 + c] + x[o2 + c] + x[o3 + c]) / d
+            continue
         # the window's taps in row-major order, four at a time (_add_taps)
         _zero(acc, U(0), Cu)
         n = 0
-        slots = (U(0), U(0), U(0), U(0))
         for k in range(tap_ptr[r], tap_ptr[r + 1]):
             xr = xb + tap_row[k] * WC
             for j in range(clo[ow], chi[ow]):
                 o = U(xr + (cstart[ow] + j * dw) * Cu)
                 slots, n = _push_tap(acc, U(0), x, slots, n, o, Cu)
         _flush_taps(acc, U(0), x, slots, n, Cu)
-        ob = yb + U(ow) * Cu
         if override > 0:
             for c in range(Cu):
                 y[ob + c] = acc[c] / override
