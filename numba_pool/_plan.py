@@ -25,6 +25,9 @@ from .geometry import PoolGeometry
 # cache between its zeroing and scatter passes; measured 1.6-3x faster than
 # the gather there), larger ones the gather (each dx element written once).
 SCATTER_MAX_IMAGE_BYTES = 64 * 1024
+# ... except windows tiling every axis on rows of at least this many elements (see
+# gather_tiles).
+GATHER_TILES_MIN_ROW = 16
 # ... and large windows, whose gather visits every dx element for one write in
 # `taps` (measured, 2 threads: k5 s5 / k7 s7 on 1-3 channels 2.2 -> 0.5 ms,
 # 1.5 -> 0.4 ms; with many channels the gather still wins up to 4x4 windows).
@@ -283,6 +286,24 @@ def uses_stride1_planes(geom: PoolGeometry, channels: int, itemsize: int) -> boo
     return padded is not None and padded * itemsize <= STRIDE1_PLANE_MAX_BYTES
 
 
+def gather_tiles(geom: PoolGeometry, channels: int) -> bool:
+    """Whether the max backward of few-channel images too small for the gather
+    otherwise (SCATTER_MAX_IMAGE_BYTES) takes it all the same: windows that tile
+    every axis exactly (each dx element written once, no zeroing pass), on rows
+    of at least GATHER_TILES_MIN_ROW elements.
+
+    Measured on the AMD EPYC (Zen 4) of 2026-12-07, float32, ms, scatter ->
+    gather, 1 / 2 threads: the seed's 128x28x28x3 k2 0.192 -> 0.102 / 0.103 ->
+    0.057; NCHW 32x64x56x56 k2 2.85 -> 1.53 / 1.40 -> 0.73, 8x64x32x32 k2 0.255
+    -> 0.154, 16x3x64x64 k2 0.090 -> 0.041; 16x32x32x4 k2 0.035 -> 0.021; even
+    on 8x64x48x48 k3 (0.285 vs 0.281).  Rows of 14 (1x512x14x14 k2) kept the
+    scatter faster (0.070 vs 0.094), and so did padded windows (8x64x64x3 k3 s3
+    p1: 0.039 vs 0.095).  The scatter's rule was measured on an Intel Xeon, where
+    it won 1.6-3x on small images; these tiling windows were not measured there."""
+    return (all(a.tiles_exactly for a in geom.axes)
+            and geom.cols.size * channels >= GATHER_TILES_MIN_ROW)
+
+
 def channel_gather_overlaps(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
     """Whether the max backward's gather over dx rows (``_kernels.backward_kernel``)
     serves windows that overlap: along the width only (1-D, or rows that do not
@@ -414,7 +435,8 @@ class MaxPlan(Shapes):
         elif ((any(a.overlapping for a in geom.axes)
                and not channel_gather_overlaps(geom, C, self.dtype))
                 or taps >= SCATTER_MIN_TAPS
-                or (few_channels and (small_image or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
+                or (few_channels and ((small_image and not gather_tiles(geom, C))
+                                      or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
             # Scatter in output order: the work is one pass over dy (and dx
             # rows zeroed as the scatter reaches them), whatever the window size.
             self.backward_kind = "scatter"

@@ -555,6 +555,24 @@ def test_stride1_gather_selection():
     assert kind(np.zeros((1, 400, 128), np.float32), 3, 1, fmt="NWC", rank=1) == "gather"
 
 
+def test_small_tiling_images_take_the_gather():
+    """Few-channel images small enough for the scatter take the gather where the
+    windows tile every axis exactly on rows of GATHER_TILES_MIN_ROW elements or
+    more (_plan.gather_tiles); padded windows and shorter rows keep the scatter."""
+
+    def kind(shape, *args, fmt="NHWC", rank=2):
+        fn = getattr(npool, f"max_pool{rank}d")
+        return fn(np.zeros(shape, np.float32), *args, data_format=fmt)[1]._plan.backward_kind
+
+    assert kind((128, 28, 28, 3), 2) == "gather"  # the seed
+    assert kind((32, 64, 56, 56), 2, fmt="NCHW") == "gather"
+    assert kind((8, 4, 24, 24, 24), 2, fmt="NCDHW", rank=3) == "gather"
+    assert kind((8, 64, 64, 3), 3, 3, 1) == "scatter"  # padding
+    assert kind((1, 512, 14, 14), 2, fmt="NCHW") == "scatter"  # rows of 14
+    assert kind((8, 64, 27, 27), 2, fmt="NCHW") == "scatter"  # a remainder column and row
+    assert kind((8, 64, 32, 32), 2, 2, 0, fmt="NCHW") == "gather"
+
+
 @pytest.mark.parametrize("rank, shape, k, s, p", [
     (1, (2, 19, 301), 5, 3, 2),
     (2, (3, 7, 33, 40), 5, 2, 2),
