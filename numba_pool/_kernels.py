@@ -909,6 +909,49 @@ def scatter_kernel(HALF: int, DEPTH: int):
     return kernel
 
 
+@functools.lru_cache(maxsize=None)
+def masked_scatter_kernel():
+    """The scatter of :func:`scatter_kernel` for channels-first planes (C = 1) of
+    windows of at most :data:`MASKED_SCATTER_MAX_TAPS` taps, planes ``lo <= b <
+    hi``: one loop over each output row, every output's tap checked against one
+    bit mask (``rowmask[r] & colmask[ow]``: the taps of that window inside x)
+    instead of the tap's row and column against their ranges on edge rows and
+    columns.  Same sums in the same order, and a tap outside x (only a tampered
+    offset names one) credits nothing, as before.
+
+    Measured (NCHW 8x512x32x32 k7 s1 float32, 1 thread, AMD EPYC): a standalone
+    scatter with the range checks on every output took 9.05 ms with padding 3
+    (the kernel above 9.0), with the mask 6.1, with no check 5.4; without
+    padding 6.0 / 3.8 / 3.5 (the kernel above 4.8)."""
+
+    @kernel_jit()
+    def kernel(dy, off, dx, P, R, W, Wo, first, zero_upto, cstart, delta, rowmask, colmask, K,
+               B, lo, hi):
+        one = U(1)
+        for b in range(lo, hi):
+            xb = b * P * W
+            zeroed = 0
+            for r in range(R):
+                if zero_upto[r] > zeroed:  # dx rows zeroed just before their first use
+                    _zero_rows(dx, xb, zeroed, zero_upto[r], W)
+                    zeroed = zero_upto[r]
+                ob0 = U((b * R + r) * Wo)
+                xrow = xb + first[r] * W
+                rm = rowmask[r]
+                for ow in range(Wo):
+                    ob = ob0 + U(ow)
+                    t = np.int64(off[ob])
+                    if t < K and ((rm & colmask[ow]) >> U(t)) & one:
+                        dx[U(xrow + cstart[ow] + delta[t])] += dy[ob]
+            _zero_rows(dx, xb, zeroed, P, W)  # rows no window reads
+
+    return kernel
+
+
+# Windows of up to this many taps (one bit each in a uint64 mask) take the masked scatter.
+MASKED_SCATTER_MAX_TAPS = 64
+
+
 # --------------------------------------------------------------------------
 # Unpooling by flat indices (PyTorch's ``max_unpool`` with its own indices).
 # --------------------------------------------------------------------------

@@ -286,6 +286,15 @@ def uses_stride1_planes(geom: PoolGeometry, channels: int, itemsize: int) -> boo
     return padded is not None and padded * itemsize <= STRIDE1_PLANE_MAX_BYTES
 
 
+def uses_masked_scatter(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
+    """Whether a max backward on the scatter takes ``_kernels.masked_scatter_kernel``:
+    channels-first planes (``channels``, the kernels' C, is 1), windows of at most
+    MASKED_SCATTER_MAX_TAPS taps, not float16 (its sums round after each addition:
+    the general scatter)."""
+    return (channels == 1 and geom.window_elements <= _kernels.MASKED_SCATTER_MAX_TAPS
+            and np.dtype(dtype) != np.float16)
+
+
 def gather_tiles(geom: PoolGeometry, channels: int) -> bool:
     """Whether the max backward of few-channel images too small for the gather
     otherwise (SCATTER_MAX_IMAGE_BYTES) takes it all the same: windows that tile
@@ -440,9 +449,13 @@ class MaxPlan(Shapes):
             # Scatter in output order: the work is one pass over dy (and dx
             # rows zeroed as the scatter reaches them), whatever the window size.
             self.backward_kind = "scatter"
-            self.bwd = _kernels.scatter_kernel(int(self.dtype == np.float16),
-                                               int(geom.rank == 3))
-            self.bwd_const = self.scatter_const
+            if uses_masked_scatter(geom, C, self.dtype):
+                self.bwd = _kernels.masked_scatter_kernel()
+                self.bwd_const = self.masked_scatter_const
+            else:
+                self.bwd = _kernels.scatter_kernel(int(self.dtype == np.float16),
+                                                   int(geom.rank == 3))
+                self.bwd_const = self.scatter_const
             self.bwd_work = touched * 4
         else:
             # Gather over dx rows: vectorised, each element written once.
@@ -467,6 +480,25 @@ class MaxPlan(Shapes):
         return (rows.P, rows.R, W, cl.out, self.C, rows.first, rows.full, rows.a_lo, rows.a_hi,
                 rows.i_lo, rows.i_hi, rows.zero_upto, cl.start, cl.lo, cl.hi, tap_a, tap_i, tap_j,
                 delta, taps, cl.interior[0], cl.interior[1], self.B)
+
+    @functools.cached_property
+    def masked_scatter_const(self) -> tuple:
+        """Constant arguments of ``_kernels.masked_scatter_kernel``: the scatter's
+        tables, with each output row's and column's valid taps as bit masks."""
+        (P, R, W, Wo, _, first, _, a_lo, a_hi, i_lo, i_hi, zero_upto, cstart, clo, chi,
+         tap_a, tap_i, tap_j, delta, taps, _, _, B) = self.scatter_const
+        bits = np.left_shift(np.uint64(1), np.arange(taps, dtype=np.uint64))
+
+        def mask(valid):  # (rows, taps) booleans -> one uint64 per row
+            return np.bitwise_or.reduce(np.where(valid, bits, np.uint64(0)), axis=1,
+                                        dtype=np.uint64)
+
+        ok_rows = (tap_i >= i_lo[:, None]) & (tap_i < i_hi[:, None])
+        if self.geom.rank == 3:
+            ok_rows &= (tap_a >= a_lo[:, None]) & (tap_a < a_hi[:, None])
+        ok_cols = (tap_j >= clo[:, None]) & (tap_j < chi[:, None])
+        return (P, R, W, Wo, first, zero_upto, cstart, delta, mask(ok_rows), mask(ok_cols),
+                taps, B)
 
     def unpool(self, yf, offp, outp) -> None:
         """Write ``yf`` (flattened physical y) at the winners, zeros elsewhere."""

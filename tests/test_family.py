@@ -555,6 +555,30 @@ def test_stride1_gather_selection():
     assert kind(np.zeros((1, 400, 128), np.float32), 3, 1, fmt="NWC", rank=1) == "gather"
 
 
+def test_masked_scatter_selection():
+    """The masked scatter (one bit mask per output row and column) for channels-first
+    planes with windows of up to MASKED_SCATTER_MAX_TAPS taps, not float16; the
+    general scatter elsewhere.  (Its results: every max backward property test with
+    overlapping windows on channels-first data, and the tampered-offsets test, which
+    fails with the masks' row range off by one or the mask test removed.)"""
+    from numba_pool import _kernels
+
+    masked = _kernels.masked_scatter_kernel()
+
+    def bwd(shape, *args, fmt="NCHW", rank=2, dtype=np.float32):
+        fn = getattr(npool, f"max_pool{rank}d")
+        return fn(np.zeros(shape, dtype), *args, data_format=fmt)[1]._plan.bwd
+
+    assert bwd((2, 8, 32, 32), 7, 1, 3) is masked
+    assert bwd((2, 8, 32, 32), 8, 1) is masked  # 64 taps
+    assert bwd((2, 8, 32), 3, 2, 1, fmt="NCW", rank=1) is masked
+    assert bwd((2, 8, 9, 16, 16), 3, 2, 1, fmt="NCDHW", rank=3) is masked
+    assert bwd((2, 8, 32, 32), 3, 2, 1, dtype=np.float64) is masked
+    assert bwd((2, 8, 32, 32), 9, 1) is not masked  # 81 taps
+    assert bwd((2, 8, 32, 32), 3, 2, 1, dtype=np.float16) is not masked  # rounding
+    assert bwd((2, 32, 32, 8), 3, 2, 1, fmt="NHWC") is not masked  # channels-last
+
+
 def test_small_tiling_images_take_the_gather():
     """Few-channel images small enough for the scatter take the gather where the
     windows tile every axis exactly on rows of GATHER_TILES_MIN_ROW elements or
