@@ -378,8 +378,9 @@ def uses_adaptive_avg_blocks(geom: PoolGeometry, planes: int, plane_bytes: int) 
     Measured (float32, ms, forward / backward, side by side -> blocks; 1 thread
     in a slow phase of the machine): 32x256x30x30 -> 7x7 9.4 -> 7.1 / 13.0 ->
     7.8 (2 threads 4.8 -> 3.7 / 6.6 -> 3.9); 8x64x56x56 -> 5x9 0.96 -> 0.94 /
-    1.59 -> 1.16 (2 threads 0.76 -> 0.53 / 1.23 -> 0.60).  Windows that tile the input lost: 8x64x56x56 -> 7x7 0.80 -> 0.90, 1-D
-    32x128x1000 -> 50 2.5 -> 3.1 / 2.1 -> 3.3."""
+    1.59 -> 1.16 (2 threads 0.76 -> 0.53 / 1.23 -> 0.60).  Windows that tile the
+    input lost: 8x64x56x56 -> 7x7 0.80 -> 0.90, 1-D 32x128x1000 -> 50 2.5 -> 3.1 /
+    2.1 -> 3.3.  (AMD EPYC, 2026-12-07.)"""
     return (any(a.overlapping for a in geom.axes)
             and uses_plane_blocks(geom, 1, planes, plane_bytes))
 
@@ -470,35 +471,44 @@ class MaxPlan(Shapes):
                               cl.tiles_exactly, B * rows.P)
 
     @functools.cached_property
+    def window_taps(self) -> tuple:
+        """Each window tap's depth, height and width index (``tap_a, tap_i,
+        tap_j``) and its offset from tap 0 in input elements of one channel
+        (``delta``), for the scatter kernels."""
+        rows, cl = row_tables(self.geom), self.geom.cols
+        tap_rt, tap_j = np.divmod(np.arange(self.geom.window_elements, dtype=np.int64),
+                                  cl.kernel)
+        tap_a, tap_i = np.divmod(tap_rt, rows.KH)
+        return tap_a, tap_i, tap_j, rows.rel[tap_rt] * cl.size + tap_j * cl.dilation
+
+    @functools.cached_property
     def scatter_const(self) -> tuple:
         """Constant arguments of the scatter kernels (backward, unpooling)."""
         geom, rows, cl = self.geom, row_tables(self.geom), self.geom.cols
-        W, taps = cl.size, geom.window_elements
-        tap_rt, tap_j = np.divmod(np.arange(taps, dtype=np.int64), cl.kernel)
-        tap_a, tap_i = np.divmod(tap_rt, rows.KH)
-        delta = rows.rel[tap_rt] * W + tap_j * cl.dilation
-        return (rows.P, rows.R, W, cl.out, self.C, rows.first, rows.full, rows.a_lo, rows.a_hi,
-                rows.i_lo, rows.i_hi, rows.zero_upto, cl.start, cl.lo, cl.hi, tap_a, tap_i, tap_j,
-                delta, taps, cl.interior[0], cl.interior[1], self.B)
+        tap_a, tap_i, tap_j, delta = self.window_taps
+        return (rows.P, rows.R, cl.size, cl.out, self.C, rows.first, rows.full, rows.a_lo,
+                rows.a_hi, rows.i_lo, rows.i_hi, rows.zero_upto, cl.start, cl.lo, cl.hi, tap_a,
+                tap_i, tap_j, delta, geom.window_elements, cl.interior[0], cl.interior[1],
+                self.B)
 
     @functools.cached_property
     def masked_scatter_const(self) -> tuple:
         """Constant arguments of ``_kernels.masked_scatter_kernel``: the scatter's
         tables, with each output row's and column's valid taps as bit masks."""
-        (P, R, W, Wo, _, first, _, a_lo, a_hi, i_lo, i_hi, zero_upto, cstart, clo, chi,
-         tap_a, tap_i, tap_j, delta, taps, _, _, B) = self.scatter_const
+        rows, cl, taps = row_tables(self.geom), self.geom.cols, self.geom.window_elements
+        tap_a, tap_i, tap_j, delta = self.window_taps
         bits = np.left_shift(np.uint64(1), np.arange(taps, dtype=np.uint64))
 
         def mask(valid):  # (rows, taps) booleans -> one uint64 per row
             return np.bitwise_or.reduce(np.where(valid, bits, np.uint64(0)), axis=1,
                                         dtype=np.uint64)
 
-        ok_rows = (tap_i >= i_lo[:, None]) & (tap_i < i_hi[:, None])
+        ok_rows = (tap_i >= rows.i_lo[:, None]) & (tap_i < rows.i_hi[:, None])
         if self.geom.rank == 3:
-            ok_rows &= (tap_a >= a_lo[:, None]) & (tap_a < a_hi[:, None])
-        ok_cols = (tap_j >= clo[:, None]) & (tap_j < chi[:, None])
-        return (P, R, W, Wo, first, zero_upto, cstart, delta, mask(ok_rows), mask(ok_cols),
-                taps, B)
+            ok_rows &= (tap_a >= rows.a_lo[:, None]) & (tap_a < rows.a_hi[:, None])
+        ok_cols = (tap_j >= cl.lo[:, None]) & (tap_j < cl.hi[:, None])
+        return (rows.P, rows.R, cl.size, cl.out, rows.first, rows.zero_upto, cl.start, delta,
+                mask(ok_rows), mask(ok_cols), taps, self.B)
 
     def unpool(self, yf, offp, outp) -> None:
         """Write ``yf`` (flattened physical y) at the winners, zeros elsewhere."""
