@@ -33,6 +33,9 @@ GATHER_TILES_MIN_ROW = 16
 # 1.5 -> 0.4 ms; with many channels the gather still wins up to 4x4 windows).
 SCATTER_MIN_TAPS_FEW_CHANNELS = 16
 SCATTER_MIN_TAPS = 25
+# ... and few-channel windows whose row spans more than this many elements
+# (window width x channels; see gather_window_row_fits).
+GATHER_MAX_WINDOW_ROW = 8
 
 # Max pooling forwards over channels-first planes (C = 1 in the kernels) without
 # a specialised kernel run in blocks of _kernels.PLANE_LANES planes interleaved
@@ -291,7 +294,7 @@ def uses_masked_scatter(geom: PoolGeometry, channels: int, dtype: np.dtype) -> b
     channels-first planes (``channels``, the kernels' C, is 1), windows of at most
     MASKED_SCATTER_MAX_TAPS taps, not float16 (its sums round after each addition:
     the general scatter)."""
-    return (channels == 1 and geom.window_elements <= _kernels.MASKED_SCATTER_MAX_TAPS
+    return (geom.window_elements <= _kernels.MASKED_SCATTER_MAX_TAPS
             and np.dtype(dtype) != np.float16)
 
 
@@ -311,6 +314,19 @@ def gather_tiles(geom: PoolGeometry, channels: int) -> bool:
     it won 1.6-3x on small images; these tiling windows were not measured there."""
     return (all(a.tiles_exactly for a in geom.axes)
             and geom.cols.size * channels >= GATHER_TILES_MIN_ROW)
+
+
+def gather_window_row_fits(geom: PoolGeometry, channels: int) -> bool:
+    """Whether the few-channel gather (``_kernels.backward_kernel``, fewer than
+    VECTOR_MIN_CHANNELS channels) suits this window: one window row spans at
+    most GATHER_MAX_WINDOW_ROW elements (width x channels).  Wider ones ran
+    3-4x slower than the masked scatter on the AMD EPYC (Zen 4) of 2026-12-07
+    (float32 k3 s3, 1 thread, ms, gather vs scatter: 8x384x384x3 4.5 vs 1.1,
+    8x384x384x4 5.7 vs 1.7, 32x112x112x3 1.6 vs 0.39, 2x128x128x3 0.14 vs
+    0.041; p1 3.4 vs 1.3; float64 6.3 vs 1.7), while narrower ones kept the
+    gather ahead (k3 s3 8x384x384x2 0.5 vs 1.0; k2 s2 8x384x384x3 0.95-1.24
+    vs 3.1, 8x384x384x4 1.4-1.7 vs 3.0)."""
+    return geom.cols.kernel * channels <= GATHER_MAX_WINDOW_ROW
 
 
 def channel_gather_overlaps(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
@@ -446,7 +462,8 @@ class MaxPlan(Shapes):
                and not channel_gather_overlaps(geom, C, self.dtype))
                 or taps >= SCATTER_MIN_TAPS
                 or (few_channels and ((small_image and not gather_tiles(geom, C))
-                                      or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS))):
+                                      or taps >= SCATTER_MIN_TAPS_FEW_CHANNELS
+                                      or not gather_window_row_fits(geom, C)))):
             # Scatter in output order: the work is one pass over dy (and dx
             # rows zeroed as the scatter reaches them), whatever the window size.
             self.backward_kind = "scatter"
@@ -507,8 +524,8 @@ class MaxPlan(Shapes):
         if self.geom.rank == 3:
             ok_rows &= (tap_a >= rows.a_lo[:, None]) & (tap_a < rows.a_hi[:, None])
         ok_cols = (tap_j >= cl.lo[:, None]) & (tap_j < cl.hi[:, None])
-        return (rows.P, rows.R, cl.size, cl.out, rows.first, rows.zero_upto, cl.start, delta,
-                mask(ok_rows), mask(ok_cols), taps, self.B)
+        return (rows.P, rows.R, cl.size, cl.out, self.C, rows.first, rows.zero_upto, cl.start,
+                delta * self.C, mask(ok_rows), mask(ok_cols), taps, self.B)
 
     def unpool(self, yf, offp, outp) -> None:
         """Write ``yf`` (flattened physical y) at the winners, zeros elsewhere."""

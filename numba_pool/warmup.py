@@ -20,6 +20,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from . import _plan
+
 __all__ = ["FAMILIES", "DEFAULT_DTYPES", "warmup"]
 
 DEFAULT_DTYPES = ("float32", "float64", "float16", "uint8")
@@ -117,10 +119,12 @@ FAMILIES: dict[str, list[_Call]] = {
     "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
     "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
     # windows that do not overlap, images of 64 KiB and more (smaller few-channel
-    # images take the scatter; _plan.SCATTER_MAX_IMAGE_BYTES)
+    # images take the scatter, _plan.SCATTER_MAX_IMAGE_BYTES, and so do window rows
+    # of more than _plan.GATHER_MAX_WINDOW_ROW elements)
     "backward, gather (windows that do not overlap)": (
         [_Call((1, 8, 8, 8), 2, 2), _Call((1, 256, 255, 2), (2, 3), (2, 3))]
-        + [_Call((1, 256, 255, nc), k, k) for k in (2, 3) for nc in range(1, 5)]),
+        + [_Call((1, 256, 255, nc), k, k) for k in (2, 3) for nc in range(1, 5)
+           if k * nc <= _plan.GATHER_MAX_WINDOW_ROW]),
     "backward, scatter (overlapping windows, small images)": [
         _Call((2, 9, 9, 8), 3, 1, 1), _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
     "backward, stride-1 gather (overlapping windows, long rows)": [_Call((1, 2, 200, 1), (1, 2), 1)],

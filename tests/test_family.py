@@ -556,10 +556,11 @@ def test_stride1_gather_selection():
 
 
 def test_masked_scatter_selection():
-    """The masked scatter (one bit mask per output row and column) for channels-first
-    planes with windows of up to MASKED_SCATTER_MAX_TAPS taps, not float16; the
-    general scatter elsewhere.  (Its results: every max backward property test with
-    overlapping windows on channels-first data, and the tampered-offsets test, which
+    """The masked scatter (one bit mask per output row and column) for windows of up to
+    MASKED_SCATTER_MAX_TAPS taps, not float16, in either layout; the general scatter
+    elsewhere.  Few-channel windows whose rows span more than GATHER_MAX_WINDOW_ROW
+    elements take it instead of the gather.  (Its results: every max backward
+    property test with overlapping windows, and the tampered-offsets test, which
     fails with the masks' row range off by one or the mask test removed.)"""
     from numba_pool import _kernels
 
@@ -576,7 +577,15 @@ def test_masked_scatter_selection():
     assert bwd((2, 8, 32, 32), 3, 2, 1, dtype=np.float64) is masked
     assert bwd((2, 8, 32, 32), 9, 1) is not masked  # 81 taps
     assert bwd((2, 8, 32, 32), 3, 2, 1, dtype=np.float16) is not masked  # rounding
-    assert bwd((2, 32, 32, 8), 3, 2, 1, fmt="NHWC") is not masked  # channels-last
+    assert bwd((2, 32, 32, 8), 3, 2, 1, fmt="NHWC") is masked  # channels-last
+    assert bwd((2, 9, 32, 32, 64), 3, 2, 1, fmt="NDHWC", rank=3) is masked
+    assert bwd((2, 32, 32, 3), 3, 2, 1, fmt="NHWC", dtype=np.float16) is not masked
+    # few channels, windows tiling the input: the gather where a window row spans
+    # at most 8 elements, the masked scatter beyond
+    assert bwd((2, 384, 384, 3), 3, 3, fmt="NHWC") is masked  # 3 x 3 elements
+    assert bwd((2, 384, 384, 4), 3, 3, fmt="NHWC") is masked  # 3 x 4
+    assert bwd((2, 384, 384, 2), 3, 3, fmt="NHWC") is not masked  # 3 x 2: gather
+    assert bwd((2, 384, 384, 4), 2, 2, fmt="NHWC") is not masked  # 2 x 4: gather
 
 
 def test_small_tiling_images_take_the_gather():
