@@ -215,11 +215,11 @@ bandwidth line of each table):
 - **Small inputs** (latency case, few microseconds) are bounded by Python call
   overhead (about 4 us per call, through a cached per-configuration plan),
   comparable to PyTorch's dispatcher: the forward ratio sits around 1.0x.
-- **Few-channel backward** (seed: 3 channels, 28-pixel images; nchw): both
-  libraries do the same work, one scattered addition per window into a zeroed
-  `dx` (numba_pool zeroes each dx row just before the first window that adds to
-  it), so the ratio cannot fall far below 1.0x; on 0.06-0.15 ms calls the
-  Python per-call overhead is a visible part of it.
+- **Few-channel backward** (seed: 3 channels, 28-pixel images; nchw): windows
+  that tile the image, so numba_pool writes each dx element once (a gather over
+  dx rows) where PyTorch zeroes dx and adds one gradient per window; both are a
+  pass over dx, so the ratio cannot fall far below 1.0x, and on 0.06-0.2 ms
+  calls the Python per-call overhead is a visible part of it.
 - **Cold JIT** compiles per dtype and window family (a forward and a backward
   kernel for the first call, and the parallel driver once for every kernel);
   bench/jit.md has the times.
