@@ -371,6 +371,55 @@ def forward_kernel(KD: int, KH: int, KW: int, SW: int, DW: int, NC: int):
     return kernel
 
 
+@functools.lru_cache(maxsize=None)
+def direct_forward_kernel():
+    """Generic forward over many channels (channels-last memory), output rows ``lo
+    <= b * R + r < hi``: each output's window visited tap by tap in row-major
+    order straight from x, vectorised over channels, the running maximum and
+    its tap kept in the output row itself (``C`` values, in L1), as PyTorch's
+    channels-last kernel does.  For windows that overlap little, where the
+    generic kernel's row pass (``_forward_generic``: a scratch row of the
+    window rows' maxima, then the columns) shares little and streams a scratch
+    row the size of an input row through the cache.  Same scan order and rule
+    (a larger value or a NaN replaces the maximum), so the same results bit for
+    bit; windows clipped by padding visit only their taps inside x."""
+
+    @kernel_jit()
+    def kernel(x, y, off, P, R, W, Wo, C, tap_ptr, tap_row, tap_rt, cstart, clo, chi, dw, kw,
+               nitems, lo, hi):
+        WC = W * C
+        Cu = U(C)
+        for item in range(lo, hi):
+            b = item // R
+            r = item - b * R
+            xb = b * P * WC
+            k0 = tap_ptr[r]
+            k1 = tap_ptr[r + 1]
+            for ow in range(Wo):
+                ob = U((item * Wo + ow) * C)
+                j0 = clo[ow]
+                j1 = chi[ow]
+                for k in range(k0, k1):
+                    xr = xb + tap_row[k] * WC + cstart[ow] * C
+                    t0 = tap_rt[k] * kw
+                    for j in range(j0, j1):
+                        q = U(xr + j * dw * C)
+                        t = np.int32(t0 + j)
+                        if k == k0 and j == j0:
+                            for c in range(Cu):
+                                y[ob + c] = x[q + c]
+                                off[ob + c] = t
+                            continue
+                        for c in range(Cu):
+                            v = x[q + c]
+                            cur = y[ob + c]
+                            take = (v > cur) | (v != v)
+                            y[ob + c] = v if take else cur
+                            off[ob + c] = t if take else off[ob + c]
+
+    return kernel
+
+
 # --------------------------------------------------------------------------
 # Channels-first planes in blocks: the channel-vectorised code on small planes.
 # --------------------------------------------------------------------------

@@ -77,6 +77,11 @@ STRIDE1_PLANE_MAX_BYTES = 512 * 1024
 
 _SPECIAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+# Max forwards with 5+ channels and no specialised kernel run window by window
+# (see uses_direct_forward) where each input element is in at most this many
+# windows (the product over axes of window / stride).
+DIRECT_FORWARD_MAX_VISITS = 6.0
+
 
 # The generic max forward keeps each element's winning tap as an int32 (64-bit
 # taps made it 1.5-1.8x slower), so one window must hold fewer than 2**31
@@ -153,7 +158,10 @@ def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int
     8x384x384x8 k5 s2 p2 18.1 -> 12.3; 1x14x14x512 k5 s5 p2 0.033 -> 0.025),
     while with more overlap the generic kernel, which shares each input row's
     column maxima between overlapping windows, wins (k7 s2 p3 5.9 vs 8.5 ms,
-    k5 s1 9.4 vs 9.8, k7 s1 p3 on 8x32x32x512 17 vs 27).
+    k5 s1 9.4 vs 9.8, k7 s1 p3 on 8x32x32x512 17 vs 27).  Windows of 5 and 7
+    that do not overlap (stride >= window) take the direct kernel instead
+    (uses_direct_forward; AMD EPYC, 1 thread, 8x96x96x64 k5 s5 0.87 -> 0.65 ms,
+    k7 s7 1.73 -> 0.89, float64 k5 s5 p2 4.4 -> 2.9; 8x32x32x512 k5 s5 p2 even).
     """
     if geom.adaptive or dtype not in _SPECIAL_DTYPES:
         return (0, 0, 0, 0, 0, 0)
@@ -165,6 +173,7 @@ def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int
     c = geom.cols
     if k in _kernels.LARGE_WINDOWS:
         if (channels >= _kernels.VECTOR_MIN_CHANNELS and geom.rank <= 2
+                and any(a.kernel > a.stride for a in geom.axes)
                 and all(a.kernel <= _kernels.LARGE_WINDOW_MAX_OVERLAP * a.stride
                         for a in geom.axes)):
             return (kd, kh, k, 0, 0, 0)
@@ -383,6 +392,30 @@ def uses_plane_blocks(geom: PoolGeometry, channels: int, planes: int, plane_byte
             and (cols.overlapping or cols.size <= PLANE_BLOCK_MAX_TILING_WIDTH))
 
 
+def uses_direct_forward(geom: PoolGeometry, channels: int) -> bool:
+    """Whether a max forward without a specialised kernel runs window by window
+    (``_kernels.direct_forward_kernel``) rather than by the generic row pass:
+    ``channels`` (the kernels' C) at least VECTOR_MIN_CHANNELS, regular windows,
+    each input element in at most DIRECT_FORWARD_MAX_VISITS windows.
+
+    Measured on the AMD EPYC (Zen 4) of 2026-12-07, float32 unless said, ms,
+    generic -> direct, 1 thread: NHWC 8x96x96x64 k3x2 s3x2 2.47 -> 1.06 (2
+    threads 1.36 -> 0.61), float64 p1 3.56 -> 2.66; 8x32x32x512 k3x2 s3x2 p1
+    2.53 -> 0.81; 8x96x96x64 k4 s4 1.47 -> 0.95, k4 s2 p1 3.64 -> 2.42; k3x2
+    s2 p1 on 8x32x32x512 2.42 -> 1.33; k3x2 s1 p1 (6 visits) 5.8-6.2 -> 5.6-6.2,
+    on 8x32x32x512 5.0 -> 3.6; 1-D NWC 32x4000x128 k4 s4 7.8 -> 4.3, k6 s2
+    19.3 -> 8.2, k5 s1 p2 26.4 -> 11.2, k6 s1 31.2 -> 13.6; 3-D NDHWC
+    4x16x32x32x64 (2,3,3) 1.34 -> 0.86; 1x14x14x512 k4 s4 (2 threads) 0.025 ->
+    0.013 ms.  Lost, with more visits: k6 s2 (9) 4.5 -> 7.1, k4 s1 (16) 8.1
+    -> 12.8; and against the specialised kernels of overlapping windows (k5 s3
+    2.0 vs 2.9, k3 s2 p1 1.8 vs 2.3, k3 s3 0.61 vs 0.88, float64 k2 s2 2.8 vs
+    3.1), which keep them.  Windows of 5 and 7 that do not overlap come here
+    (see forward_key)."""
+    if channels < _kernels.VECTOR_MIN_CHANNELS or geom.adaptive:
+        return False
+    return math.prod(a.kernel / a.stride for a in geom.axes) <= DIRECT_FORWARD_MAX_VISITS
+
+
 def uses_adaptive_avg_blocks(geom: PoolGeometry, planes: int, plane_bytes: int) -> bool:
     """Whether adaptive average pooling of ``planes`` channels-first planes of
     ``plane_bytes`` bytes each runs in interleaved blocks
@@ -433,7 +466,11 @@ class MaxPlan(Shapes):
                           rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start, cl.lo,
                           cl.hi, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
                           B * rows.R)
-        if not fkey[2] and uses_plane_blocks(geom, C, B, rows.P * W * self.cdtype.itemsize):
+        if not fkey[2] and uses_direct_forward(geom, C):
+            self.fwd = _kernels.direct_forward_kernel()
+            self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, rows.tap_rt,
+                              cl.start, cl.lo, cl.hi, cl.dilation, cl.kernel, B * rows.R)
+        elif not fkey[2] and uses_plane_blocks(geom, C, B, rows.P * W * self.cdtype.itemsize):
             self.fwd = _kernels.plane_block_forward_kernel()
             self.fwd_const = (rows.P, rows.R, W, Wo, rows.first, rows.full, rows.tap_ptr,
                               rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start,

@@ -108,14 +108,16 @@ def _few_channel_calls(k: int, rank: int = 2) -> list[_Call]:
 
 # family name -> calls that together compile every kernel of the family
 FAMILIES: dict[str, list[_Call]] = {
-    "forward, any window": [_Call((2, 9, 9, 6), (2, 3), (2, 3))],
+    "forward, any window": [_Call((2, 9, 9, 6), 4, 1)],
+    # 5+ channels, windows overlapping little (_plan.uses_direct_forward)
+    "forward, any window, 5+ channels, little overlap": [_Call((2, 9, 9, 6), (2, 3), (2, 3))],
     # channels-first planes with adaptive windows or narrow rows, interleaved in
     # blocks (every rank; _plan.uses_plane_blocks)
     "forward, any window, small channels-first planes": [
         _Call((2, 4, 9, 9), (2, 3), (2, 3), data_format="NCHW")],
     "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
     "forward, 5x5 and 7x7 windows (stride >= 2/5 window), 5+ channels": [
-        _Call((2, 15, 15, 8), k, s) for k, s in ((5, 2), (7, 7))],
+        _Call((2, 15, 15, 8), k, s) for k, s in ((5, 2), (7, 3))],
     "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
     "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
     # windows that do not overlap, images of 64 KiB and more (smaller few-channel
@@ -152,7 +154,8 @@ FAMILIES: dict[str, list[_Call]] = {
 def _families_for(dtype: str) -> list[str]:
     if dtype in _SPECIALISED:
         return list(FAMILIES)
-    return ["forward, any window", "backward, gather (windows that do not overlap)",
+    return ["forward, any window", "forward, any window, 5+ channels, little overlap",
+            "backward, gather (windows that do not overlap)",
             "backward, scatter (overlapping windows, small images)",
             "backward, stride-1 gather (overlapping windows, long rows)",
             "3-D backward, scatter (overlapping windows)", "unpooling",

@@ -555,6 +555,74 @@ def test_stride1_gather_selection():
     assert kind(np.zeros((1, 400, 128), np.float32), 3, 1, fmt="NWC", rank=1) == "gather"
 
 
+def direct_forward_everywhere():
+    """Every max forward with 5+ channels (the kernels' C) and regular windows through
+    the direct kernel, whatever the window's overlap or shape."""
+    return plan_settings(DIRECT_FORWARD_MAX_VISITS=float("inf"),
+                         forward_key=lambda geom, channels, dtype: (0,) * 6)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_direct_forward_matches_reference(rank, data):
+    """The direct forward (_kernels.direct_forward_kernel: window by window, the
+    running maximum kept in y) on every rank, window, stride, dilation, padding and
+    ceil_mode, channels-last with 5+ channels, serial and parallel, with ties, +-0,
+    NaN and inf: values and offsets bit for bit the reference's; the kernel is
+    asserted to have run."""
+    from numba_pool import _kernels
+
+    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank))
+    kw = dict(pool_size=pool, strides=tuple(data.draw(st.integers(1, 4)) for _ in range(rank)),
+              padding=data.draw(padding_for(pool, rank)),
+              dilation=tuple(data.draw(st.integers(1, 2)) for _ in range(rank)),
+              ceil_mode=data.draw(st.booleans()), data_format=FORMATS[rank][0])
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(5, 12))
+    shape = (n,) + tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4))
+                         for _ in range(rank)) + (c,)
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.float16, np.int32, np.uint8]))
+    x = data_for(shape, dtype, data.draw(st.integers(0, 2**31)), data.draw(styles))
+    try:
+        yr, amr = getattr(reference, f"max_pool{rank}d")(x, **kw)
+    except ValueError:
+        assume(False)
+    with direct_forward_everywhere():
+        for y, am in both_ways(lambda: getattr(npool, f"max_pool{rank}d")(x, **kw)):
+            assert am._plan.fwd is _kernels.direct_forward_kernel()
+            assert_same_bits(y, yr, "y")
+            assert_same_bits(am.offsets, amr.offsets, "offsets")
+
+
+def test_direct_forward_selection():
+    """The direct forward where measured faster: 5+ channels, no specialised kernel
+    or windows of 5 and 7 that do not overlap, each input element in at most 6
+    windows; the generic row pass with more overlap, few channels or adaptive
+    windows."""
+    from numba_pool import _kernels
+
+    direct = _kernels.direct_forward_kernel()
+
+    def fwd(shape, *args, fmt="NHWC", rank=2, dtype=np.float32):
+        fn = getattr(npool, f"max_pool{rank}d")
+        return fn(np.zeros(shape, dtype), *args, data_format=fmt)[1]._plan.fwd
+
+    assert fwd((2, 32, 32, 64), (3, 2), (3, 2)) is direct
+    assert fwd((2, 32, 32, 64), (3, 2), 1, 1) is direct  # 6 visits
+    assert fwd((2, 32, 32, 64), 4, 2, 1, dtype=np.float64) is direct
+    assert fwd((2, 35, 35, 8), 5, 5, 2) is direct
+    assert fwd((2, 35, 35, 8), 7, 7) is direct
+    assert fwd((2, 400, 16), 5, 1, 2, fmt="NWC", rank=1) is direct
+    assert fwd((2, 8, 16, 16, 8), (2, 3, 3), (2, 3, 3), fmt="NDHWC", rank=3) is direct
+    assert fwd((2, 35, 35, 8), 5, 3) is not direct  # the specialised 5x5 kernel
+    assert fwd((2, 32, 32, 64), 3, 2, 1) is not direct  # the specialised 3x3 kernel
+    assert fwd((2, 32, 32, 64), 6, 2) is not direct  # 9 visits
+    assert fwd((2, 32, 32, 64), 4, 1) is not direct  # 16 visits
+    assert fwd((2, 32, 32, 3), (3, 2), (3, 2)) is not direct  # 3 channels
+    assert fwd((2, 64, 32, 32), (3, 2), (3, 2), fmt="NCHW") is not direct  # planes
+    adaptive = npool.adaptive_max_pool2d(np.zeros((2, 30, 30, 64), np.float32), 7)[1]
+    assert adaptive._plan.fwd is not direct
+
+
 def test_masked_scatter_selection():
     """The masked scatter (one bit mask per output row and column) for windows of up to
     MASKED_SCATTER_MAX_TAPS taps, not float16, in either layout; the general scatter
