@@ -410,7 +410,9 @@ def uses_direct_forward(geom: PoolGeometry, channels: int) -> bool:
     -> 12.8; and against the specialised kernels of overlapping windows (k5 s3
     2.0 vs 2.9, k3 s2 p1 1.8 vs 2.3, k3 s3 0.61 vs 0.88, float64 k2 s2 2.8 vs
     3.1), which keep them.  Windows of 5 and 7 that do not overlap come here
-    (see forward_key)."""
+    (see forward_key).  Tried and dropped inside the channels-first plane blocks
+    (16 interleaved planes as channels): slower there (NCHW 8x512x32x32 k7 s7 5.3
+    -> 6.0 ms, k3x2 s2 8.8 -> 12.3, 3-D 4x32x8x32x32 k5 s2 p2 2.5 -> 3.4)."""
     if channels < _kernels.VECTOR_MIN_CHANNELS or geom.adaptive:
         return False
     return math.prod(a.kernel / a.stride for a in geom.axes) <= DIRECT_FORWARD_MAX_VISITS
