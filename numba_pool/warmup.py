@@ -116,7 +116,7 @@ FAMILIES: dict[str, list[_Call]] = {
     "forward, any window, small channels-first planes": [
         _Call((2, 4, 9, 9), (2, 3), (2, 3), data_format="NCHW")],
     "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
-    "forward, 5x5 and 7x7 windows (stride >= 2/5 window), 5+ channels": [
+    "forward, 5x5 and 7x7 windows (2/5 window <= stride < window), 5+ channels": [
         _Call((2, 15, 15, 8), k, s) for k, s in ((5, 2), (7, 3))],
     "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
     "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
