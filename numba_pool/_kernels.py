@@ -102,8 +102,9 @@ def scratch(n, dtype):
 
 # Windows with specialised kernels (see _plan.forward_key).
 SPECIAL_WINDOWS = (2, 3)
-# ... and, with 5+ channels on 1-D and 2-D data, these when windows overlap at most
-# LARGE_WINDOW_MAX_OVERLAP times (window <= 2.5 x stride, see _plan.forward_key).
+# ... and, with 5+ channels on 1-D and 2-D data, these when windows overlap, at most
+# LARGE_WINDOW_MAX_OVERLAP times (stride < window <= 2.5 x stride, see
+# _plan.forward_key; windows that do not overlap take direct_forward_kernel).
 LARGE_WINDOWS = (5, 7)
 LARGE_WINDOW_MAX_OVERLAP = 2.5
 # Loops over channels are vectorised from this many channels on; below,

@@ -298,11 +298,10 @@ def uses_stride1_planes(geom: PoolGeometry, channels: int, itemsize: int) -> boo
     return padded is not None and padded * itemsize <= STRIDE1_PLANE_MAX_BYTES
 
 
-def uses_masked_scatter(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
-    """Whether a max backward on the scatter takes ``_kernels.masked_scatter_kernel``:
-    channels-first planes (``channels``, the kernels' C, is 1), windows of at most
-    MASKED_SCATTER_MAX_TAPS taps, not float16 (its sums round after each addition:
-    the general scatter)."""
+def uses_masked_scatter(geom: PoolGeometry, dtype: np.dtype) -> bool:
+    """Whether a max backward on the scatter takes ``_kernels.masked_scatter_kernel``
+    (either layout): windows of at most MASKED_SCATTER_MAX_TAPS taps, not float16
+    (its sums round after each addition: the general scatter)."""
     return (geom.window_elements <= _kernels.MASKED_SCATTER_MAX_TAPS
             and np.dtype(dtype) != np.float16)
 
@@ -468,11 +467,12 @@ class MaxPlan(Shapes):
                           rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start, cl.lo,
                           cl.hi, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],
                           B * rows.R)
-        if not fkey[2] and uses_direct_forward(geom, C):
+        generic = not fkey[2]  # no specialised kernel: the direct one, blocks or the rows
+        if generic and uses_direct_forward(geom, C):
             self.fwd = _kernels.direct_forward_kernel()
             self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.tap_ptr, rows.tap_row, rows.tap_rt,
                               cl.start, cl.lo, cl.hi, cl.dilation, cl.kernel, B * rows.R)
-        elif not fkey[2] and uses_plane_blocks(geom, C, B, rows.P * W * self.cdtype.itemsize):
+        elif generic and uses_plane_blocks(geom, C, B, rows.P * W * self.cdtype.itemsize):
             self.fwd = _kernels.plane_block_forward_kernel()
             self.fwd_const = (rows.P, rows.R, W, Wo, rows.first, rows.full, rows.tap_ptr,
                               rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start,
@@ -481,7 +481,7 @@ class MaxPlan(Shapes):
         # Elements touched, weighted by the kernel's cost per element, decide
         # serial or parallel (bench/threshold.py measured the weights).
         touched = B * (rows.P * W + 2 * rows.R * Wo) * C
-        self.fwd_work = touched * (1 if fkey[2] else 8)
+        self.fwd_work = touched * (8 if generic else 1)
         few_channels = C < _kernels.VECTOR_MIN_CHANNELS
         small_image = rows.P * W * C * self.cdtype.itemsize < SCATTER_MAX_IMAGE_BYTES
         taps = geom.window_elements
@@ -506,7 +506,7 @@ class MaxPlan(Shapes):
             # Scatter in output order: the work is one pass over dy (and dx
             # rows zeroed as the scatter reaches them), whatever the window size.
             self.backward_kind = "scatter"
-            if uses_masked_scatter(geom, C, self.dtype):
+            if uses_masked_scatter(geom, self.dtype):
                 self.bwd = _kernels.masked_scatter_kernel()
                 self.bwd_const = self.masked_scatter_const
             else:
