@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from ._inlining import InliningCompiler
+from ._transpose import tile_side, transpose_tile
 
 
 class _NoAliasCompiler(InliningCompiler):
@@ -433,9 +434,20 @@ PLANE_LANES = 16
 def _planes_to_lanes(src, base, V, n, dst):
     """``n`` planes of ``V`` elements from ``src[base:]``, interleaved into
     ``dst`` as channels-last data: ``dst[q * n + m]`` is element ``q`` of
-    plane ``m``."""
+    plane ``m``.  A full block of 4- or 8-byte elements goes tile by tile
+    (:mod:`numba_pool._transpose`, where the measurements are), anything else
+    element by element."""
     nu = U(n)
-    for q in range(U(V)):  # writes in order; n read streams
+    q0 = U(0)
+    T = tile_side(src)
+    if T > 0 and n == PLANE_LANES:
+        Tu = U(T)
+        while q0 + Tu <= U(V):
+            for m0 in range(0, PLANE_LANES, T):
+                transpose_tile(src, U(base) + U(m0) * U(V) + q0, U(V), dst,
+                               q0 * U(PLANE_LANES) + U(m0), U(PLANE_LANES))
+            q0 += Tu
+    for q in range(q0, U(V)):  # writes in order; n read streams
         sq = U(base) + q
         for m in range(nu):
             dst[q * nu + m] = src[sq + m * U(V)]
@@ -444,9 +456,19 @@ def _planes_to_lanes(src, base, V, n, dst):
 @njit(inline="always")
 def _lanes_to_planes(src, V, n, dst, base):
     """The inverse of :func:`_planes_to_lanes`: ``n`` interleaved planes of
-    ``V`` elements from ``src``, written plane after plane to ``dst[base:]``."""
+    ``V`` elements from ``src``, written plane after plane to ``dst[base:]``
+    (tile by tile where :func:`_planes_to_lanes` uses tiles)."""
     nu = U(n)
-    for q in range(U(V)):  # reads in order; n write streams
+    q0 = U(0)
+    T = tile_side(src)
+    if T > 0 and n == PLANE_LANES:
+        Tu = U(T)
+        while q0 + Tu <= U(V):
+            for m0 in range(0, PLANE_LANES, T):
+                transpose_tile(src, q0 * U(PLANE_LANES) + U(m0), U(PLANE_LANES), dst,
+                               U(base) + U(m0) * U(V) + q0, U(V))
+            q0 += Tu
+    for q in range(q0, U(V)):  # reads in order; n write streams
         dq = U(base) + q
         for m in range(nu):
             dst[dq + m * U(V)] = src[q * nu + m]
