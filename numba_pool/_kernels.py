@@ -431,6 +431,28 @@ PLANE_LANES = 16
 
 
 @njit(inline="always")
+def _tiles(planes, base, V, lanes, to_lanes):
+    """A full block of :data:`PLANE_LANES` planes of ``V`` elements
+    (``planes[base + m * V + q]``) and its interleaved copy (``lanes[q *
+    PLANE_LANES + m]``): elements ``q`` below the returned bound copied tile by
+    tile (:mod:`numba_pool._transpose`) into ``lanes`` (``to_lanes``) or back
+    into ``planes``; the bound is 0 for elements without tiles."""
+    T = tile_side(planes)
+    q0 = U(0)
+    if T > 0:
+        while q0 + U(T) <= U(V):
+            for m0 in range(0, PLANE_LANES, T):
+                at_planes = U(base) + U(m0) * U(V) + q0
+                at_lanes = q0 * U(PLANE_LANES) + U(m0)
+                if to_lanes:
+                    transpose_tile(planes, at_planes, U(V), lanes, at_lanes, U(PLANE_LANES))
+                else:
+                    transpose_tile(lanes, at_lanes, U(PLANE_LANES), planes, at_planes, U(V))
+            q0 += U(T)
+    return q0
+
+
+@njit(inline="always")
 def _planes_to_lanes(src, base, V, n, dst):
     """``n`` planes of ``V`` elements from ``src[base:]``, interleaved into
     ``dst`` as channels-last data: ``dst[q * n + m]`` is element ``q`` of
@@ -438,15 +460,7 @@ def _planes_to_lanes(src, base, V, n, dst):
     (:mod:`numba_pool._transpose`, where the measurements are), anything else
     element by element."""
     nu = U(n)
-    q0 = U(0)
-    T = tile_side(src)
-    if T > 0 and n == PLANE_LANES:
-        Tu = U(T)
-        while q0 + Tu <= U(V):
-            for m0 in range(0, PLANE_LANES, T):
-                transpose_tile(src, U(base) + U(m0) * U(V) + q0, U(V), dst,
-                               q0 * U(PLANE_LANES) + U(m0), U(PLANE_LANES))
-            q0 += Tu
+    q0 = _tiles(src, base, V, dst, True) if n == PLANE_LANES else U(0)
     for q in range(q0, U(V)):  # writes in order; n read streams
         sq = U(base) + q
         for m in range(nu):
@@ -459,15 +473,7 @@ def _lanes_to_planes(src, V, n, dst, base):
     ``V`` elements from ``src``, written plane after plane to ``dst[base:]``
     (tile by tile where :func:`_planes_to_lanes` uses tiles)."""
     nu = U(n)
-    q0 = U(0)
-    T = tile_side(src)
-    if T > 0 and n == PLANE_LANES:
-        Tu = U(T)
-        while q0 + Tu <= U(V):
-            for m0 in range(0, PLANE_LANES, T):
-                transpose_tile(src, q0 * U(PLANE_LANES) + U(m0), U(PLANE_LANES), dst,
-                               U(base) + U(m0) * U(V) + q0, U(V))
-            q0 += Tu
+    q0 = _tiles(dst, base, V, src, False) if n == PLANE_LANES else U(0)
     for q in range(q0, U(V)):  # reads in order; n write streams
         dq = U(base) + q
         for m in range(nu):
