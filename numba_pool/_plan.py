@@ -422,17 +422,22 @@ def uses_adaptive_avg_blocks(geom: PoolGeometry, planes: int, plane_bytes: int) 
     ``plane_bytes`` bytes each runs in interleaved blocks
     (``_avg_kernels.adaptive_plane_block_kernel`` and its backward) rather than
     :data:`~numba_pool._avg_kernels.PLANE_BLOCK` planes side by side, element by
-    element.  Interleaving costs a pass over the block; it pays where windows
-    overlap, whose shared elements the block then reads as vectors.
+    element: wherever :func:`uses_plane_blocks` takes blocks.
 
     Measured (float32, ms, forward / backward, side by side -> blocks; 1 thread
     in a slow phase of the machine): 32x256x30x30 -> 7x7 9.4 -> 7.1 / 13.0 ->
     7.8 (2 threads 4.8 -> 3.7 / 6.6 -> 3.9); 8x64x56x56 -> 5x9 0.96 -> 0.94 /
     1.59 -> 1.16 (2 threads 0.76 -> 0.53 / 1.23 -> 0.60).  Windows that tile the
-    input lost: 8x64x56x56 -> 7x7 0.80 -> 0.90, 1-D 32x128x1000 -> 50 2.5 -> 3.1 /
-    2.1 -> 3.3.  (AMD EPYC, 2026-12-07.)"""
-    return (any(a.overlapping for a in geom.axes)
-            and uses_plane_blocks(geom, 1, planes, plane_bytes))
+    input lost then (8x64x56x56 -> 7x7 0.80 -> 0.90, 1-D 32x128x1000 -> 50 2.5 ->
+    3.1 / 2.1 -> 3.3), with the planes interleaved element by element; since the
+    interleaving goes tile by tile (``numba_pool._transpose``) they win too, two
+    alternating runs each (an even slower phase, 2026-12-08): 8x64x56x56 -> 7x7
+    2.65-2.71 -> 0.74-0.91 / 1.35-1.69 -> 0.83-1.05 (2 threads 1.18-1.20 ->
+    0.52-0.63 / 0.70-0.72 -> 0.56-0.74); 1-D 32x128x1000 -> 50 5.4-5.8 -> 2.4-2.9 /
+    4.5-6.9 -> 3.0-3.9; 32x256x14x14 -> 7x7 5.4-5.5 -> 2.3-3.5 / 2.8-3.8 -> 1.6-2.8
+    (2 threads 2.5-2.8 -> 1.1-1.6 / 1.9-2.1 -> 1.0); 64x512x28x28 -> 7x7 49-56 ->
+    20-26 / 30-35 -> 25-27.  (AMD EPYC.)"""
+    return uses_plane_blocks(geom, 1, planes, plane_bytes)
 
 
 def plane_blocks(planes: int) -> int:

@@ -344,8 +344,9 @@ def test_adaptive_avg_plane_blocks_match_reference(rank, data):
 
 
 def test_adaptive_avg_plane_blocks_selection():
-    """Interleaved blocks where adaptive windows overlap (and a block fits in
-    PLANE_BLOCK_MAX_BYTES); planes side by side where they tile the input."""
+    """Interleaved blocks of channels-first planes wherever a block fits in
+    PLANE_BLOCK_MAX_BYTES (windows overlapping or tiling the input), from
+    PLANE_BLOCK_MIN_PLANES planes on; planes side by side otherwise."""
     from numba_pool import _avg_kernels
 
     def fwd(shape, out, fmt="NCHW"):
@@ -359,9 +360,9 @@ def test_adaptive_avg_plane_blocks_selection():
     assert fwd((4, 32, 30, 30), 7) is blocks  # 30 -> 7: windows of 5, overlapping
     assert fwd((2, 8, 56, 56), (5, 9)) is blocks
     assert fwd((1, 8, 4, 14, 14), (3, 5, 5), "NCDHW") is blocks
+    assert fwd((2, 8, 56, 56), 7) is blocks  # 56 -> 7 tiles the plane
+    assert fwd((2, 8, 1000), 50, "NCW") is blocks
     assert fwd((1, 7, 30, 30), 7) is not blocks  # fewer than PLANE_BLOCK_MIN_PLANES planes
-    assert fwd((2, 8, 56, 56), 7) is not blocks  # 56 -> 7 tiles the plane
-    assert fwd((2, 8, 1000), 50, "NCW") is not blocks
     assert fwd((2, 8, 300, 300), 7) is not blocks  # a block of 5.8 MB
     assert fwd((4, 30, 30, 32), 7, "NHWC") is not blocks  # channels-last
 
