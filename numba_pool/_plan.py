@@ -50,6 +50,8 @@ PLANE_BLOCK_STRIDED_MAX_BYTES = 896 * 1024
 # columns; and never fewer than this many planes (a vector's worth of float32).
 PLANE_BLOCK_MAX_TILING_WIDTH = 48
 PLANE_BLOCK_MIN_PLANES = 8
+# Adaptive average pooling's blocks (uses_adaptive_avg_blocks) up to this size.
+ADAPTIVE_AVG_BLOCK_MAX_BYTES = 4 << 20
 # Channels-last average pooling with width stride 1 and 2 to AVG_RUN_MAX_CHANNELS
 # channels adds whole runs of (columns x channels) per window tap (AvgPlan.runs);
 # else each output column sums its window's taps, vectorised over channels.
@@ -417,27 +419,34 @@ def uses_direct_forward(geom: PoolGeometry, channels: int) -> bool:
     return math.prod(a.kernel / a.stride for a in geom.axes) <= DIRECT_FORWARD_MAX_VISITS
 
 
-def uses_adaptive_avg_blocks(geom: PoolGeometry, planes: int, plane_bytes: int) -> bool:
+def uses_adaptive_avg_blocks(planes: int, plane_bytes: int) -> bool:
     """Whether adaptive average pooling of ``planes`` channels-first planes of
     ``plane_bytes`` bytes each runs in interleaved blocks
     (``_avg_kernels.adaptive_plane_block_kernel`` and its backward) rather than
     :data:`~numba_pool._avg_kernels.PLANE_BLOCK` planes side by side, element by
-    element: wherever :func:`uses_plane_blocks` takes blocks.
+    element: from :data:`PLANE_BLOCK_MIN_PLANES` planes on, with blocks of up to
+    :data:`ADAPTIVE_AVG_BLOCK_MAX_BYTES`, whatever the windows.
 
     Measured (float32, ms, forward / backward, side by side -> blocks; 1 thread
     in a slow phase of the machine): 32x256x30x30 -> 7x7 9.4 -> 7.1 / 13.0 ->
     7.8 (2 threads 4.8 -> 3.7 / 6.6 -> 3.9); 8x64x56x56 -> 5x9 0.96 -> 0.94 /
     1.59 -> 1.16 (2 threads 0.76 -> 0.53 / 1.23 -> 0.60).  Windows that tile the
     input lost then (8x64x56x56 -> 7x7 0.80 -> 0.90, 1-D 32x128x1000 -> 50 2.5 ->
-    3.1 / 2.1 -> 3.3), with the planes interleaved element by element; since the
-    interleaving goes tile by tile (``numba_pool._transpose``) they win too, two
-    alternating runs each (an even slower phase, 2026-12-08): 8x64x56x56 -> 7x7
-    2.65-2.71 -> 0.74-0.91 / 1.35-1.69 -> 0.83-1.05 (2 threads 1.18-1.20 ->
-    0.52-0.63 / 0.70-0.72 -> 0.56-0.74); 1-D 32x128x1000 -> 50 5.4-5.8 -> 2.4-2.9 /
-    4.5-6.9 -> 3.0-3.9; 32x256x14x14 -> 7x7 5.4-5.5 -> 2.3-3.5 / 2.8-3.8 -> 1.6-2.8
-    (2 threads 2.5-2.8 -> 1.1-1.6 / 1.9-2.1 -> 1.0); 64x512x28x28 -> 7x7 49-56 ->
-    20-26 / 30-35 -> 25-27.  (AMD EPYC.)"""
-    return uses_plane_blocks(geom, 1, planes, plane_bytes)
+    3.1 / 2.1 -> 3.3), and so did blocks past 256 KB, with the planes interleaved
+    element by element.  Since the interleaving goes tile by tile
+    (``numba_pool._transpose``) both win, two alternating runs each (an even
+    slower phase, 2026-12-08): 8x64x56x56 -> 7x7 2.65-2.71 -> 0.74-0.91 / 1.35-1.69
+    -> 0.83-1.05 (2 threads 1.18-1.20 -> 0.52-0.63 / 0.70-0.72 -> 0.56-0.74); 1-D
+    32x128x1000 -> 50 5.4-5.8 -> 2.4-2.9 / 4.5-6.9 -> 3.0-3.9; 32x256x14x14 -> 7x7
+    5.4-5.5 -> 2.3-3.5 / 2.8-3.8 -> 1.6-2.8; 64x512x28x28 -> 7x7 49-56 -> 20-26 /
+    30-35 -> 25-27; blocks of 800 KB, 8x64x112x112 -> 7x7 16.7-17.5 -> 5.0-5.6 /
+    6.7-7.9 -> 5.1-6.0; 3.2 MB, 2x32x224x224 -> 3x5 4.5-5.4 -> 1.9-2.6 / 3.5-4.4 ->
+    2.4-2.9 (2 threads 2.5 -> 1.3 / 1.7 -> 1.6).  Larger blocks lost some passes:
+    5.8 MB, 1x16x300x300 -> 7x7 backward 0.70-0.89 -> 0.94-1.44 (forward 1.4-1.9 ->
+    0.8-1.6); 16 MB, 2x16x512x512 -> 7x7 forward 9.7-9.9 -> 8.8-12.2, backward
+    10.4-13.0 -> 10.9-15.8.  (AMD EPYC.)"""
+    return (planes >= PLANE_BLOCK_MIN_PLANES
+            and plane_bytes * _kernels.PLANE_LANES <= ADAPTIVE_AVG_BLOCK_MAX_BYTES)
 
 
 def plane_blocks(planes: int) -> int:
@@ -661,7 +670,7 @@ class AvgPlan(Shapes):
             self.fwd = _avg_kernels.stride1_plane_kernel()
             self.fwd_const = plane_dims(geom) + (rf1, cf, override, B)
         elif C == 1 and self.sequential_division and uses_adaptive_avg_blocks(
-                geom, B, rows.P * W * self.cdtype.itemsize):
+                B, rows.P * W * self.cdtype.itemsize):
             self.fwd = _avg_kernels.adaptive_plane_block_kernel()
             self.fwd_const = planes_const + (plane_blocks(B),)
         elif C == 1 and self.sequential_division:  # adaptive, channels-first planes:

@@ -345,7 +345,7 @@ def test_adaptive_avg_plane_blocks_match_reference(rank, data):
 
 def test_adaptive_avg_plane_blocks_selection():
     """Interleaved blocks of channels-first planes wherever a block fits in
-    PLANE_BLOCK_MAX_BYTES (windows overlapping or tiling the input), from
+    ADAPTIVE_AVG_BLOCK_MAX_BYTES (windows overlapping or tiling the input), from
     PLANE_BLOCK_MIN_PLANES planes on; planes side by side otherwise."""
     from numba_pool import _avg_kernels
 
@@ -363,6 +363,7 @@ def test_adaptive_avg_plane_blocks_selection():
     assert fwd((2, 8, 56, 56), 7) is blocks  # 56 -> 7 tiles the plane
     assert fwd((2, 8, 1000), 50, "NCW") is blocks
     assert fwd((1, 7, 30, 30), 7) is not blocks  # fewer than PLANE_BLOCK_MIN_PLANES planes
+    assert fwd((1, 8, 224, 224), 7) is blocks  # a block of 3.2 MB
     assert fwd((2, 8, 300, 300), 7) is not blocks  # a block of 5.8 MB
     assert fwd((4, 30, 30, 32), 7, "NHWC") is not blocks  # channels-last
 
