@@ -52,6 +52,8 @@ def _divide_channel(s, r, ow, c, rf1, rf2, cf, override, adaptive, lanes):
 # window tap, in chunks of about RUN_CHUNK elements (_avg_runs,
 # _avg_backward_rows).
 RUN_CHUNK = 2048
+# The most taps a channels-last window summed in one pass has (_window_mean: 3x3).
+WINDOW_SUM_TAPS = 9
 
 SHARE_ROWS_MAX = 1 << 18  # largest image (outputs) whose backward shares are divided once
 # Planes summed side by side by the global-pooling forward (channels-first
@@ -355,7 +357,7 @@ def adaptive_plane_block_kernel():
         xs = scratch(V * PLANE_LANES, x.dtype)
         ys = scratch(Vo * PLANE_LANES, y.dtype)
         acc = scratch(PLANE_LANES, y.dtype)
-        taps = scratch(WINDOW_SUM_TAPS, np.uint64)
+        taps = scratch(WINDOW_SUM_TAPS, np.uint64)  # (unused: adaptive windows)
         for blk in range(lo, hi):
             b0 = blk * PLANE_LANES
             n = min(PLANE_LANES, B - b0)
@@ -558,10 +560,6 @@ def _avg_runs(x, y, xb, yb, r, W, Wo, C, acc, tap_ptr, tap_row, cstart, dw, kw, 
             o = U(ow * C)
             for c in range(U(C)):
                 y[yb + o + c] = acc[o + c] / d
-
-
-# The most taps a window summed in one pass has (_window_mean: 3x3).
-WINDOW_SUM_TAPS = 9
 
 
 @njit(inline="always")
