@@ -742,6 +742,88 @@ def stride1_gather_kernel():
     return kernel
 
 
+# Elements per block of tap_gather_kernel's vectorised loop.
+TAP_GATHER_BLOCK = 16
+
+
+@functools.lru_cache(maxsize=None)
+def tap_gather_kernel(NR: int, KW: int):
+    """Backward over dx rows ``lo <= b * P + p < hi`` for windows of width
+    stride 1 and width ``KW``, each dx row read by at most ``NR`` output rows
+    (any height/depth stride, dilation, padding, channels, rank).
+
+    Each dx element sums, in a register, every window that can reach it:
+    for each of its row's (output row, row tap) slots ``s`` (``slot_out``: NR
+    per dx row, increasing output row) and each column tap ``j``, the dy
+    element of that window if its offset is ``slot_tap[s * KW + j]`` (that
+    tap, in the offsets' dtype, so the comparison is as narrow as they are;
+    unused slots name a tap no offset holds), else zero; then one store.  Slots in
+    increasing output row and column taps in decreasing order give each dx
+    element its windows in row-major order (PyTorch's scatter order), and
+    the zeros added for other windows leave a sum from +0 unchanged: bitwise
+    the scatter's result.  With NR and KW compile-time constants the tap
+    loops unroll and the element loop vectorises: one vector step per tap
+    and no read-modify-write of dx, against the scatter's scalar
+    read-modify-write per dy element (or :func:`stride1_gather_kernel`'s
+    read-modify-write of dx per tap).
+
+    ``padl``: the width's leading padding; element ``q`` of a dx row
+    (column ``q // C``) is reached through column tap ``j`` by the dy
+    element ``q + (padl - j * dw) * C`` of the output row, where that lies
+    in ``[0, Wo * C)``.  No float16 (its sums round after each addition).
+    """
+
+    @kernel_jit(NR, KW)
+    def kernel(dy, off, dx, P, R, W, Wo, C, slot_out, slot_tap, padl, dw, zero, nitems, lo,
+               hi):
+        WC = W * C
+        WoC = Wo * C
+        # every column tap of elements [qa, qe) lands inside the output row
+        qa = min(max(0, ((KW - 1) * dw - padl) * C), WC)
+        qe = min(WC, (Wo - padl) * C)
+        if qe - qa < TAP_GATHER_BLOCK:  # too few for one block: every element checked
+            qe = qa
+        for item in range(lo, hi):
+            b = item // P
+            p = item - b * P
+            xr = U(item * WC)
+            yb = b * R * WoC
+            sp = p * NR
+            for part in range(2):  # the two edges, every tap checked
+                ea = 0 if part == 0 else qe
+                ee = qa if part == 0 else WC
+                for q in range(ea, ee):
+                    acc = zero
+                    for s in range(NR):
+                        yr = yb + slot_out[sp + s] * WoC
+                        for jj in range(KW):
+                            j = KW - 1 - jj
+                            m = q + (padl - j * dw) * C
+                            if m >= 0 and m < WoC:
+                                g = dy[U(yr + m)]
+                                acc += g if off[U(yr + m)] == slot_tap[(sp + s) * KW + j] else zero
+                    dx[xr + U(q)] = acc
+            # the interior in blocks of TAP_GATHER_BLOCK, the last one ending at qe
+            # (overlapping the one before: the same values written again), so
+            # that no row ends in a scalar remainder loop
+            nblk = (qe - qa + TAP_GATHER_BLOCK - 1) // TAP_GATHER_BLOCK
+            for blk in range(nblk):
+                q0 = U(min(qa + blk * TAP_GATHER_BLOCK, qe - TAP_GATHER_BLOCK))
+                for qq in range(TAP_GATHER_BLOCK):
+                    q = q0 + U(qq)
+                    acc = zero
+                    for s in range(NR):
+                        yq = U(yb + slot_out[sp + s] * WoC + padl * C) + q
+                        for jj in range(KW):
+                            j = KW - 1 - jj
+                            m = yq - U(j * dw * C)
+                            g = dy[m]  # loaded unconditionally: a select, vectorised
+                            acc += g if off[m] == slot_tap[(sp + s) * KW + j] else zero
+                    dx[xr + q] = acc
+
+    return kernel
+
+
 # --------------------------------------------------------------------------
 # Backward of small channels-first planes, stride 1 on every axis: whole-plane
 # gathers.

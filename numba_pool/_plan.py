@@ -62,6 +62,13 @@ ADAPTIVE_AVG_BLOCK_MAX_BYTES = 4 << 20
 # Inception 32x35x35x192 forward 6.2 vs 7.5-9.0, backward 7.1-7.5 vs 8.8-9.0.
 AVG_RUN_MAX_CHANNELS = 64
 
+# Max backward with width stride 1: each dx element's windows summed in a register
+# (see uses_tap_gather) where (output rows reading a dx row) x window width is at
+# most this, and a row has at least this many elements whose every column tap
+# lies in the output row per element that has one outside.
+TAP_GATHER_MAX_TAPS = 9
+TAP_GATHER_MIN_INTERIOR_PER_EDGE = 28
+TAP_GATHER_MIN_INTERIOR = _kernels.TAP_GATHER_BLOCK  # (fewer: all checked, the kernel's edges)
 # Max backward of overlapping windows with width stride 1: the gather in runs
 # (see uses_stride1_gather) where window taps x element bytes are at most this,
 # and an output row holds at least this many elements.
@@ -225,6 +232,67 @@ def uses_stride1_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> b
             and taps * np.dtype(dtype).itemsize <= STRIDE1_GATHER_MAX_TAP_BYTES
             and c.out * channels >= STRIDE1_GATHER_MIN_RUN
             and not channel_gather_overlaps(geom, channels, dtype))
+
+
+def uses_tap_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
+    """Whether the max backward runs as ``_kernels.tap_gather_kernel``: width
+    stride 1, windows wider than 1, at most TAP_GATHER_MAX_TAPS taps summed per
+    dx element (row slots x width), rows with at least TAP_GATHER_MIN_INTERIOR
+    elements whose every column tap lies in the output row, and at most one in
+    TAP_GATHER_MIN_INTERIOR_PER_EDGE elements with a tap outside it (summed
+    element by element, every tap checked); not float16 (its sums round
+    after each addition: the scatter).  ``channels``: the kernels' C.
+
+    Measured (1 thread, ms, the kernel used before -> tap gather; AMD EPYC,
+    old and new code alternating in fresh processes): float32 NCHW
+    8x64x96x96 k3 s1 p1 scatter 6.4 -> 4.7; NHWC 8x384x384x3 k3 p1 scatter
+    5.7-6.2 -> 2.6; NCHW 16x1x512x512 k3x2 p1 scatter 6.5-6.7 -> 2.0; NCHW
+    8x64x96x96 k2 plane gather 4.8-5.8 -> 3.0; 8x64x64x64 k3 p1 plane gather
+    2.5 -> 1.9; NCHW 8x3x384x384 k3 s2x1 p1 scatter 2.45 -> 1.6; NHWC
+    2x128x128x3 k3 p1 0.144 -> 0.064; stride-1 gather -> tap gather: NCHW
+    8x3x384x384 k2 1.9-2.0 -> 1.3-2.3, NHWC 8x384x384x3 k2 2.0-3.5 -> 1.5,
+    1-D NCW 32x128x4000 k3 8.9-9.5 -> 5.8-6.3, k5 12.6-17.8 -> 7.1-7.8; 1-D NWC
+    32x4000x128 k3 (the channel gather) 9.2-9.4 -> 5.5-8.6; float64 NCHW
+    8x3x384x384 k2 scatter 5.7 -> 2.2, k3 p1 6.8 -> 4.5, 16x1x512x512 k3x2 p1
+    7.7 -> 3.5.  Lost: 25 and 15 taps (NCHW 8x3x384x384 k5 p2 5.3 -> 5.8,
+    k5 s2x1 p2 2.5 -> 3.1; NHWC 8x96x96x64 k5 p2 4.5 -> 8.3), 49 taps (k7
+    p3, not vectorised: 5.6 -> 190); short rows, whose edges dominate
+    (8x512x32x32 k3 p1, 2 edge elements in 32: plane gather 4.4 -> 6.0,
+    8x64x48x48 1.1 -> 1.3, 1x512x14x14 0.15 -> 0.8); even or slightly lost:
+    float64 NHWC 8x96x96x64 k3 p1 7.1 -> 7.9, NHWC 8x32x32x512 k2 2.3 ->
+    2.5-3.2 (rows of 64 KB)."""
+    c = geom.cols
+    if (geom.adaptive or np.dtype(dtype) == np.float16 or c.stride != 1 or c.kernel < 2
+            or geom.window_elements > np.iinfo(offsets_dtype(geom.window_elements)).max):
+        return False  # (the last: the dtype's largest value marks unused slots)
+    row = c.size * channels
+    interior = (min(c.out - c.pad_before, c.size)
+                - max(0, (c.kernel - 1) * c.dilation - c.pad_before)) * channels
+    return (tap_gather_slots(geom)[0] * c.kernel <= TAP_GATHER_MAX_TAPS
+            and interior >= TAP_GATHER_MIN_INTERIOR
+            and interior >= TAP_GATHER_MIN_INTERIOR_PER_EDGE * (row - interior))
+
+
+@functools.lru_cache(maxsize=256)
+def tap_gather_slots(geom: PoolGeometry) -> tuple:
+    """``(NR, slot_out, slot_tap)`` of ``_kernels.tap_gather_kernel``: NR, the
+    most output rows reading one input row (at least 1); per input row, NR
+    slots of the output row and the taps of each column (``NR x kw`` taps in
+    the offsets' dtype), in increasing output row, unused slots (output row 0,
+    the dtype's largest value, no tap of the window) after them."""
+    rows, kw = row_tables(geom), geom.cols.kernel
+    odtype = offsets_dtype(geom.window_elements)
+    counts = np.diff(rows.cover_ptr)
+    nr = max(1, int(counts.max(initial=0)))
+    slot_out = np.zeros((rows.P, nr), np.int64)
+    slot_tap = np.full((rows.P, nr, kw), np.iinfo(odtype).max, odtype)
+    entry = np.arange(rows.cover_out.size) - np.repeat(rows.cover_ptr[:-1], counts)
+    p = np.repeat(np.arange(rows.P), counts)
+    slot_out[p, entry] = rows.cover_out
+    slot_tap[p, entry] = rows.cover_rt[:, None] * kw + np.arange(kw)
+    for a in (slot_out, slot_tap):
+        a.flags.writeable = False
+    return nr, slot_out.reshape(-1), slot_tap.reshape(-1)
 
 
 def uses_plane_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
@@ -499,7 +567,14 @@ class MaxPlan(Shapes):
         few_channels = C < _kernels.VECTOR_MIN_CHANNELS
         small_image = rows.P * W * C * self.cdtype.itemsize < SCATTER_MAX_IMAGE_BYTES
         taps = geom.window_elements
-        if uses_stride1_gather(geom, C, self.dtype):
+        if uses_tap_gather(geom, C, self.dtype):
+            self.backward_kind = "tap gather"
+            nr, slot_out, slot_tap = tap_gather_slots(geom)
+            self.bwd = _kernels.tap_gather_kernel(nr, cl.kernel)
+            self.bwd_const = (rows.P, rows.R, W, Wo, C, slot_out, slot_tap,
+                              cl.pad_before, cl.dilation, self.cdtype.type(0), B * rows.P)
+            self.bwd_work = touched * 2
+        elif uses_stride1_gather(geom, C, self.dtype):
             self.backward_kind = "stride-1 gather"
             self.bwd = _kernels.stride1_gather_kernel()
             self.bwd_const = (rows.P, rows.R, W, Wo, C, rows.cover_ptr, rows.cover_out,

@@ -129,7 +129,13 @@ FAMILIES: dict[str, list[_Call]] = {
            if k * nc <= _plan.GATHER_MAX_WINDOW_ROW]),
     "backward, scatter (overlapping windows, small images)": [
         _Call((2, 9, 9, 8), 3, 1, 1), _Call((2, 3, 9, 9), 3, 2, 1, "NCHW")],
-    "backward, stride-1 gather (overlapping windows, long rows)": [_Call((1, 2, 200, 1), (1, 2), 1)],
+    # width stride 1, up to _plan.TAP_GATHER_MAX_TAPS taps per dx element (one
+    # kernel per output rows reading a dx row x window width), long rows
+    "backward, tap gather (width stride 1, up to 9 taps)": (
+        [_Call((1, 1, 600, 1), (1, k), 1) for k in range(2, 10)]
+        + [_Call((1, 6, 600, 1), k, 1) for k in ((2, 2), (2, 3), (2, 4), (3, 2), (3, 3), (4, 2))]),
+    # rows too short for the tap gather, many channels
+    "backward, stride-1 gather (overlapping windows, long rows)": [_Call((1, 3, 14, 64), 2, 1)],
     "backward, plane gather (stride 1, small channels-first images)": [
         _Call((1, 2, 20, 20), 2, 1, data_format="NCHW")],
     "1-D forward, windows 2, 3 (and 5, 7 with 5+ channels)": (
@@ -157,6 +163,7 @@ def _families_for(dtype: str) -> list[str]:
     return ["forward, any window", "forward, any window, 5+ channels, little overlap",
             "backward, gather (windows that do not overlap)",
             "backward, scatter (overlapping windows, small images)",
+            "backward, tap gather (width stride 1, up to 9 taps)",
             "backward, stride-1 gather (overlapping windows, long rows)",
             "3-D backward, scatter (overlapping windows)", "unpooling",
             "average pooling (every rank)",

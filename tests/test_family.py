@@ -431,7 +431,8 @@ def test_plane_blocks_match_reference(rank, data):
 def stride1_gather_everywhere():
     """Every max backward of overlapping windows with width stride 1 through the
     stride-1 gather, whatever its speed."""
-    return plan_settings(STRIDE1_GATHER_MAX_TAP_BYTES=1 << 30, STRIDE1_GATHER_MIN_RUN=0)
+    return plan_settings(STRIDE1_GATHER_MAX_TAP_BYTES=1 << 30, STRIDE1_GATHER_MIN_RUN=0,
+                         TAP_GATHER_MAX_TAPS=0)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -455,6 +456,38 @@ def test_stride1_gather_matches_reference(rank, data):
               data_format=fmt)
     check_max_backward_path(rank, data, shape, dtype, kw, stride1_gather_everywhere,
                             "stride-1 gather")
+
+
+def tap_gather_everywhere():
+    """Every max backward with width stride 1 (windows wider than 1) through the
+    tap gather, whatever its speed or its number of taps."""
+    return plan_settings(TAP_GATHER_MAX_TAPS=1 << 30, TAP_GATHER_MIN_INTERIOR=0,
+                         TAP_GATHER_MIN_INTERIOR_PER_EDGE=0)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@given(data=st.data())
+def test_tap_gather_matches_reference(rank, data):
+    """The register-summing gather (_kernels.tap_gather_kernel) on every rank,
+    window, dilation, padding (and ceil_mode), row stride and layout with
+    width stride 1, serial and parallel, with +-0, NaN and inf in x and dy:
+    bit for bit the reference's sums (row-major window order); the kernel is
+    asserted to have run."""
+    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank - 1)) + (
+        data.draw(st.integers(2, 6)),)
+    strides = tuple(data.draw(st.integers(1, 3)) for _ in range(rank - 1)) + (1,)
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(rank))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in pool)
+    fmt = data.draw(st.sampled_from(FORMATS[rank]))
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9))
+    # rows long enough for the kernel's blocks of every-tap-inside elements
+    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4)) for _ in range(rank - 1)) + (
+        data.draw(st.integers(1, 40)),)
+    shape = (n,) + spatial + (c,) if fmt[-1] == "C" else (n, c) + spatial
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int32, np.uint8]))
+    kw = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
+              ceil_mode=data.draw(st.booleans()), data_format=fmt)
+    check_max_backward_path(rank, data, shape, dtype, kw, tap_gather_everywhere, "tap gather")
 
 
 def check_max_backward_path(rank, data, shape, dtype, kw, forcing, kind):
@@ -485,7 +518,7 @@ def plane_gather_everywhere():
         PLANE_GATHER_MAX_TAPS=1 << 30, PLANE_GATHER_MAX_TAP_BYTES=1 << 62,
         PLANE_GATHER_DTYPES=tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32,
                                                           np.uint8)),
-        STRIDE1_GATHER_MAX_TAP_BYTES=0)
+        STRIDE1_GATHER_MAX_TAP_BYTES=0, TAP_GATHER_MAX_TAPS=0)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -508,53 +541,67 @@ def test_plane_gather_matches_reference(rank, data):
                             "plane gather")
 
 
+def backward_kind(shape, *args, fmt=None, dtype=np.float32):
+    """Which max backward kernel a configuration takes (``fmt``: channels-first
+    by default)."""
+    rank = len(shape) - 2
+    fmt = fmt or FORMATS[rank][1]
+    x = np.zeros(shape, dtype)
+    return getattr(npool, f"max_pool{rank}d")(x, *args, data_format=fmt)[1]._plan.backward_kind
+
+
+def test_tap_gather_selection():
+    """The tap gather wherever the width stride is 1, windows have up to 9 taps
+    per dx element and rows are long enough that elements with a column tap
+    outside the output row (summed with every tap checked) are few."""
+    t, kind = "tap gather", backward_kind
+    assert kind((2, 8, 96, 96), 3, 1, 1) == t  # 94 of 96 elements every tap inside
+    assert kind((2, 8, 64, 64), 3, 1, 1) == t
+    assert kind((2, 8, 32, 32), 2, 1, 1) == t  # every element
+    assert kind((2, 8, 32, 32), 2, 1, 1, dtype=np.float64) == t
+    assert kind((2, 3, 64, 384), 3, (2, 1), 1) == t  # 2 output rows x 3 taps
+    assert kind((2, 8, 200), 5, 1, 2) == t
+    assert kind((2, 64, 64, 3), 3, 1, 1, fmt="NHWC") == t
+    assert kind((2, 400, 128), 3, 1, fmt="NWC") == t
+    assert kind((2, 8, 6, 8, 64), 2, 1, fmt="NCDHW") == t  # 4 output rows x 2 taps
+    assert kind((2, 8, 32, 32), 3, 1, 1) == "plane gather"  # 2 edge elements in 32
+    assert kind((2, 8, 48, 48), 3, 1, 1) == "plane gather"  # 2 in 48
+    assert kind((2, 14, 14, 512), 3, 1, 1, fmt="NHWC") == "scatter"  # 2 x 512 in 14 x 512
+    assert kind((2, 3, 64, 384), 5, 1, 2) == "scatter"  # 25 taps
+    assert kind((2, 3, 64, 384), 5, (2, 1), 2) == "scatter"  # 3 output rows x 5 taps
+    assert kind((2, 3, 64, 384), 3, (1, 2), 1) == "scatter"  # width stride 2
+    assert kind((2, 3, 64, 384), 3, 1, 1, dtype=np.float16) == "scatter"  # rounding
+
+
 def test_plane_gather_selection():
     """The plane gather where measured faster: float32 channels-first planes,
-    stride 1, up to 9 taps, small padded planes, rows too short for the
-    stride-1 gather."""
-
-    def kind(shape, *args, fmt="NCHW", dtype=np.float32):
-        rank = len(shape) - 2
-        x = np.zeros(shape, dtype)
-        return getattr(npool, f"max_pool{rank}d")(x, *args, data_format=fmt)[1]._plan \
-            .backward_kind
-
-    p = "plane gather"
-    assert kind((2, 8, 32, 32), 2, 1, 1) == p
+    stride 1, up to 9 taps, small padded planes, rows too short for the tap
+    gather."""
+    p, kind = "plane gather", backward_kind
     assert kind((2, 8, 32, 32), 3, 1, 1) == p
     assert kind((2, 8, 32, 32), (3, 2), 1) == p
-    assert kind((2, 8, 96, 96), 2, 1, 1) == p
-    assert kind((2, 8, 50), 3, 1, 1, fmt="NCW") == p
-    assert kind((2, 8, 8, 16, 16), 2, 1, fmt="NCDHW") == p
+    assert kind((2, 8, 50), 3, 1, 1) == p
+    assert kind((2, 8, 8, 16, 16), 2, 1) == p
+    assert kind((2, 8, 14, 14), 2, 1, 1) == p
     assert kind((2, 8, 32, 32), 5, 1, 2) == "scatter"  # 25 taps
-    assert kind((2, 8, 96, 96), 3, 1) == "scatter"  # 9 taps x 36 KB
-    assert kind((2, 8, 32, 32), 2, 1, 1, dtype=np.float64) == "scatter"
+    assert kind((2, 8, 128, 40), 3, 1) == "scatter"  # 9 taps x 160 KB
+    assert kind((2, 8, 32, 32), 3, 1, 1, dtype=np.float64) == "scatter"
     assert kind((2, 8, 32, 32), 3, (2, 1), 1) == "scatter"  # row stride 2
-    assert kind((2, 32, 32, 8), 2, 1, 1, fmt="NHWC") != p
-    assert kind((2, 8, 200), 3, 1, 1, fmt="NCW") == "stride-1 gather"  # long rows
+    assert kind((2, 32, 32, 8), 3, 1, 1, fmt="NHWC") != p
 
 
 def test_stride1_gather_selection():
-    """The stride-1 gather where measured faster (few taps of narrow elements,
-    long rows), the scatter or the channel gather elsewhere."""
-
-    def kind(x, *args, fmt="NCHW", rank=2):
-        fn = getattr(npool, f"max_pool{rank}d")
-        return fn(x, *args, data_format=fmt)[1]._plan.backward_kind
-
-    g = "stride-1 gather"
-    assert kind(np.zeros((1, 3, 8, 384), np.float32), 2, 1) == g
-    assert kind(np.zeros((1, 8, 384, 3), np.float32), 2, 1, 1, fmt="NHWC") == g
-    assert kind(np.zeros((1, 8, 32, 64), np.float32), 2, 1, fmt="NHWC") == g
-    assert kind(np.zeros((1, 8, 400), np.float32), 5, 1, 2, fmt="NCW", rank=1) == g
-    assert kind(np.zeros((1, 8, 400), np.float64), 2, 1, fmt="NCW", rank=1) == g
-    assert kind(np.zeros((1, 3, 8, 96), np.float32), 2, 1) == "plane gather"  # runs of 95
-    assert kind(np.zeros((1, 3, 128, 384), np.float32), 3, 1, 1) == "scatter"  # 9 taps
-    assert kind(np.zeros((1, 3, 8, 384), np.float64), 2, 1) == "scatter"  # 8-byte taps
-    assert kind(np.zeros((1, 3, 8, 384), np.float16), 2, 1) == "scatter"  # rounding
-    assert kind(np.zeros((1, 3, 128, 384), np.float32), 2, 2) == "gather"  # no overlap
-    assert kind(np.zeros((1, 3, 8, 384), np.float32), (2, 2), (1, 2)) != g  # width stride 2
-    assert kind(np.zeros((1, 400, 128), np.float32), 3, 1, fmt="NWC", rank=1) == "gather"
+    """The stride-1 gather where the tap gather does not run and it measured
+    faster (few taps of narrow elements, long runs), the scatter or the channel
+    gather elsewhere."""
+    g, kind = "stride-1 gather", backward_kind
+    assert kind((1, 14, 14, 512), 2, 1, fmt="NHWC") == g  # 512 edge elements in 14 x 512
+    assert kind((1, 8, 32, 64), 2, 1, fmt="NHWC") == g  # 64 in 32 x 64
+    assert kind((1, 14, 14, 512), 3, 1, 1, fmt="NHWC") == "scatter"  # 9 taps
+    assert kind((1, 14, 14, 512), 2, 1, fmt="NHWC", dtype=np.float64) == "scatter"  # 8 bytes
+    assert kind((1, 14, 14, 512), 2, 1, fmt="NHWC", dtype=np.float16) == "scatter"  # rounding
+    assert kind((1, 3, 128, 384), 2, 2) == "gather"  # no overlap
+    assert kind((1, 3, 8, 384), (2, 2), (1, 2)) != g  # width stride 2
 
 
 def direct_forward_everywhere():

@@ -88,6 +88,8 @@ def test_families_cover_every_kernel_selection():
             elif "gather" in family:
                 assert not scatter, (family, call)
             assert (plan.backward_kind == "stride-1 gather") == ("stride-1" in family)
+            if "tap gather" in family:
+                assert plan.backward_kind == "tap gather", (family, call)
             if "plane gather" in family:
                 assert plan.backward_kind == "plane gather", (family, call)
             elif "backward" in family:  # (forward families' 1-channel calls may take it)
