@@ -79,7 +79,9 @@ STRIDE1_GATHER_MIN_RUN = 128
 # taps x padded plane bytes are at most this, for data of these dtypes.
 PLANE_GATHER_MAX_TAPS = 9
 PLANE_GATHER_MAX_TAP_BYTES = 160 * 1024
-PLANE_GATHER_DTYPES = (np.dtype(np.float32),)
+PLANE_GATHER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# ... and at most this many taps x element bytes (float64: 4 taps).
+PLANE_GATHER_MAX_TAPS_X_BYTES = 36
 # Average pooling of channels-first planes with stride 1 on every axis: whole-plane
 # passes (see uses_stride1_planes) for padded planes of at most this many bytes.
 STRIDE1_PLANE_MAX_BYTES = 512 * 1024
@@ -299,7 +301,8 @@ def uses_plane_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> boo
     """Whether the max backward runs as whole-plane gathers
     (``_kernels.plane_gather_kernel``): channels-first planes (``channels``, the
     kernels' C, is 1), stride 1 on every axis, overlapping windows of at most
-    PLANE_GATHER_MAX_TAPS taps, small padded planes, data in one of
+    PLANE_GATHER_MAX_TAPS taps and PLANE_GATHER_MAX_TAPS_X_BYTES taps x element
+    bytes, small padded planes, data in one of
     PLANE_GATHER_DTYPES (the data's own dtype: float16 sums need the scatter's
     rounding).
 
@@ -314,14 +317,18 @@ def uses_plane_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> boo
     thread): 8x512x32x32 k5 p2 9.2 vs 12.8, 8x64x96x96 k3 7.5 vs 7.8,
     8x64x64x64 k3 p1 2.8 vs 2.7; float64 8x512x32x32 k2 p1 9.9 vs 10.6, k3 p1
     9.6 vs 14.2.  Where the stride-1 gather takes the rows it is faster (1-D
-    32x128x200 k3 p1 0.47 vs 0.57)."""
+    32x128x200 k3 p1 0.47 vs 0.57).  float64 with at most 4 taps (AMD EPYC, 1
+    thread, scatter -> plane gather, ms): 1x512x14x14 k2 p1 0.19 -> 0.13,
+    1x64x40x40 k2 0.15 -> 0.11; with 9 taps it lost (1x512x14x14 k3 p1 0.17
+    -> 0.21, 8x512x32x32 k3 p1 6.3 -> 11.6)."""
     padded = stride1_padded_plane(geom, channels, 1)
     if (padded is None or np.dtype(dtype) not in PLANE_GATHER_DTYPES
             or not any(a.overlapping for a in geom.axes)):
         return False
     taps = geom.window_elements
-    return (taps <= PLANE_GATHER_MAX_TAPS
-            and taps * padded * np.dtype(dtype).itemsize <= PLANE_GATHER_MAX_TAP_BYTES)
+    itemsize = np.dtype(dtype).itemsize
+    return (taps <= PLANE_GATHER_MAX_TAPS and taps * itemsize <= PLANE_GATHER_MAX_TAPS_X_BYTES
+            and taps * padded * itemsize <= PLANE_GATHER_MAX_TAP_BYTES)
 
 
 def stride1_padded_plane(geom: PoolGeometry, channels: int, sides: int) -> int | None:

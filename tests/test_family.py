@@ -516,6 +516,7 @@ def plane_gather_everywhere():
     or the dtype (float16 aside: its sums need the scatter's rounding)."""
     return plan_settings(
         PLANE_GATHER_MAX_TAPS=1 << 30, PLANE_GATHER_MAX_TAP_BYTES=1 << 62,
+        PLANE_GATHER_MAX_TAPS_X_BYTES=1 << 30,
         PLANE_GATHER_DTYPES=tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32,
                                                           np.uint8)),
         STRIDE1_GATHER_MAX_TAP_BYTES=0, TAP_GATHER_MAX_TAPS=0)
@@ -574,9 +575,9 @@ def test_tap_gather_selection():
 
 
 def test_plane_gather_selection():
-    """The plane gather where measured faster: float32 channels-first planes,
-    stride 1, up to 9 taps, small padded planes, rows too short for the tap
-    gather."""
+    """The plane gather where measured faster: channels-first planes, stride 1,
+    up to 9 taps of float32 or 4 of float64, small padded planes, rows too
+    short for the tap gather."""
     p, kind = "plane gather", backward_kind
     assert kind((2, 8, 32, 32), 3, 1, 1) == p
     assert kind((2, 8, 32, 32), (3, 2), 1) == p
@@ -585,7 +586,9 @@ def test_plane_gather_selection():
     assert kind((2, 8, 14, 14), 2, 1, 1) == p
     assert kind((2, 8, 32, 32), 5, 1, 2) == "scatter"  # 25 taps
     assert kind((2, 8, 128, 40), 3, 1) == "scatter"  # 9 taps x 160 KB
-    assert kind((2, 8, 32, 32), 3, 1, 1, dtype=np.float64) == "scatter"
+    assert kind((2, 8, 32, 32), 3, 1, 1, dtype=np.float64) == "scatter"  # 9 x 8 bytes
+    assert kind((2, 8, 14, 14), 2, 1, 1, dtype=np.float64) == p  # 4 x 8 bytes
+    assert kind((2, 8, 40, 40), 2, 1, dtype=np.float64) == p
     assert kind((2, 8, 32, 32), 3, (2, 1), 1) == "scatter"  # row stride 2
     assert kind((2, 32, 32, 8), 3, 1, 1, fmt="NHWC") != p
 
