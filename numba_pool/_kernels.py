@@ -21,8 +21,8 @@ Two implementation notes that decide speed:
   are compile-time constants in the specialised kernels made by
   :func:`forward_kernel` / :func:`backward_kernel`, so LLVM unrolls the
   window and vectorises over channels (many channels) or over output
-  columns (few channels).  Windows touching padding and unusual
-  configurations use the generic kernels.
+  columns (few channels).  Their windows touching padding go window by
+  window; unusual configurations use the generic kernels.
 
 Selection rule (forward): with tap index ``t = rt * kw + j`` in row-major
 window order (``rt`` the row tap), the winner is the smallest ``t`` holding the maximum, or, if
@@ -181,6 +181,37 @@ def _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, 
         _channel_columns(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, lo, hi, C)
 
 
+@njit(**_OPTS)
+def _forward_border(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo, chi, dw, kw,
+                    owa, owb):
+    """Output columns ``owa <= ow < owb`` of one output row, window by window,
+    tap by tap in row-major order, every channel (the border windows of the
+    specialised kernels: few, and cheap to compile, where
+    :func:`_forward_generic`'s row pass is neither).  Arguments as there."""
+    Cu = U(C)
+    for ow in range(owa, owb):
+        ob = U(yb + ow * C)
+        j0 = clo[ow]
+        j1 = chi[ow]
+        for k in range(k0, k1):
+            xr = xb + tap_row[k] * WC + cstart[ow] * C
+            t0 = tap_rt[k] * kw
+            for j in range(j0, j1):
+                q = U(xr + j * dw * C)
+                t = np.int32(t0 + j)
+                if k == k0 and j == j0:
+                    for c in range(Cu):
+                        y[ob + c] = x[q + c]
+                        off[ob + c] = t
+                    continue
+                for c in range(Cu):
+                    v = x[q + c]
+                    cur = y[ob + c]
+                    take = (v > cur) | (v != v)
+                    y[ob + c] = v if take else cur
+                    off[ob + c] = t if take else off[ob + c]
+
+
 @njit(inline="always")
 def _channel_columns(y, off, yb, colv, colt, cstart, clo, chi, dw, kw, owa, owb, C):
     """Phase B, output columns ``owa <= ow < owb`` one by one: vectorised
@@ -323,11 +354,14 @@ def _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_
                   cstart, clo, chi, dw, kw, cia, cib, item_lo, item_hi, KD, KH, KW, SW, DW, NC):
     """Output rows ``item_lo <= b * R + r < item_hi``.  Output columns
     ``cia <= ow < cib`` have every tap inside x; KH == 0 means no
-    specialised interior kernel."""
+    specialised interior kernel (every row through :func:`_forward_generic`);
+    a specialised kernel's rows and columns whose windows reach outside x go
+    window by window (:func:`_forward_border`)."""
     WC = W * C
-    colv = scratch(WC, x.dtype)
-    colt = scratch(WC, np.int32)
     WoC = Wo * C
+    if KH == 0:
+        colv = scratch(WC, x.dtype)
+        colt = scratch(WC, np.int32)
     for item in range(item_lo, item_hi):
         b = item // R
         r = item - b * R
@@ -335,22 +369,37 @@ def _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_
         yb = item * WoC
         k0 = tap_ptr[r]
         k1 = tap_ptr[r + 1]
-        if KH > 0 and full[r] != 0 and cib > cia:
+        if KH == 0:
+            _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo, chi,
+                             dw, kw, i64(0), i64(Wo), cia, cib, colv, colt)
+        elif full[r] != 0 and cib > cia:
             _forward_interior(x, y, off, xb + first[r] * WC, yb, WC, C, ds, dh, dw, cstart, cia,
                               cib, KD, KH, KW, SW, DW, NC)
             if cia > 0:
-                _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo,
-                                 chi, dw, kw, i64(0), cia, cia, cib, colv, colt)
+                _forward_border(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo,
+                                chi, dw, kw, i64(0), cia)
             if cib < Wo:
-                _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo,
-                                 chi, dw, kw, cib, i64(Wo), cia, cib, colv, colt)
+                _forward_border(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo,
+                                chi, dw, kw, cib, i64(Wo))
         else:
-            _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo, chi,
-                             dw, kw, i64(0), i64(Wo), cia, cib, colv, colt)
+            _forward_border(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo, chi,
+                            dw, kw, i64(0), i64(Wo))
 
 
-@functools.lru_cache(maxsize=None)
-def forward_kernel(KD: int, KH: int, KW: int, SW: int, DW: int, NC: int):
+@njit(inline="always")
+def _interior_rows(x, y, off, P, R, W, Wo, C, first, ds, dh, dw, cstart, item_lo, item_hi, KD,
+                   KH, KW, SW, DW, NC):
+    """Output rows ``item_lo <= b * R + r < item_hi`` of a geometry whose every
+    window has every tap inside x: the specialised interior code only."""
+    WC = W * C
+    for item in range(item_lo, item_hi):
+        b = item // R
+        r = item - b * R
+        _forward_interior(x, y, off, b * P * WC + first[r] * WC, item * Wo * C, WC, C, ds, dh,
+                          dw, cstart, i64(0), i64(Wo), KD, KH, KW, SW, DW, NC)
+
+
+def forward_kernel(KD: int, KH: int, KW: int, SW: int, DW: int, NC: int, BORDERS: int = 1):
     """Forward kernel specialised for a window shape: output rows ``lo <= b * R
     + r < hi`` (the work items; ``_driver.drive`` runs chunks of them in parallel).
 
@@ -358,17 +407,38 @@ def forward_kernel(KD: int, KH: int, KW: int, SW: int, DW: int, NC: int):
     means "exactly NC channels, stride SW, dilation DW" (vectorised over
     output columns); ``NC == 0`` means "any channel count" (vectorised over
     channels; SW, DW unused).  ``KH == 0`` gives the fully generic kernel.
+    ``BORDERS == 0``: for geometries whose every window lies inside x (no
+    padding reached, see ``_plan.has_borders``): the kernel holds only the
+    specialised code.  Otherwise windows reaching outside x go window by
+    window (:func:`_forward_border`), not through the generic row pass
+    (:func:`_forward_generic`), whose compilation was most of a cold first
+    call: measured, empty cache, first forward + backward, s: the seed's
+    128x28x28x3 k2 s2 3.5-3.6 -> 2.0, NCHW 8x16x32x32 k2 s2 3.4-3.7 -> 1.9-2.1,
+    NHWC 8x32x32x16 k3 s2 p1 3.3-3.4 -> 2.1 (the forward alone 2.5-2.9 ->
+    1.0 and 1.6).  The border windows' tap-by-tap loop is scalar for one
+    channel: small channels-first planes lost some speed (1x512x14x14 k3 s2 p1
+    0.36-0.38 -> 0.43 ms, 8x64x32x32 k2 s2 p1 1.17 -> 1.30), many channels
+    gained (float64 16x56x56x64 k3 s2 p1 2.7-2.95 -> 2.4).
 
     The constants are closure variables (plain ints, so Numba's on-disk
     cache keys stay stable across processes) and the row code is inlined
     into the kernel, so LLVM sees them as constants.
     """
+    assert BORDERS or KH > 0, "only specialised kernels leave the border code out"
+    return _forward_kernel(KD, KH, KW, SW, DW, NC, int(bool(BORDERS)))
 
-    @kernel_jit(KD, KH, KW, SW, DW, NC)
+
+@functools.lru_cache(maxsize=None)
+def _forward_kernel(KD, KH, KW, SW, DW, NC, BORDERS):
+    @kernel_jit(KD, KH, KW, SW, DW, NC, BORDERS)
     def kernel(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds, dh, cstart,
                clo, chi, dw, kw, cia, cib, nitems, lo, hi):
-        _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds, dh,
-                      cstart, clo, chi, dw, kw, cia, cib, lo, hi, KD, KH, KW, SW, DW, NC)
+        if BORDERS:
+            _forward_rows(x, y, off, P, R, W, Wo, C, first, full, tap_ptr, tap_row, tap_rt, ds,
+                          dh, cstart, clo, chi, dw, kw, cia, cib, lo, hi, KD, KH, KW, SW, DW, NC)
+        else:
+            _interior_rows(x, y, off, P, R, W, Wo, C, first, ds, dh, dw, cstart, lo, hi, KD, KH,
+                           KW, SW, DW, NC)
 
     return kernel
 

@@ -198,6 +198,13 @@ def forward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int
     return (0, 0, 0, 0, 0, 0)
 
 
+def has_borders(geom: PoolGeometry) -> bool:
+    """Whether some window reaches outside x (padding, or ceil_mode's overhang):
+    the specialised forward kernels then need their generic code for the
+    windows at the borders (``_kernels.forward_kernel``'s ``BORDERS``)."""
+    return any(a.interior != (0, a.out) for a in geom.axes)
+
+
 def backward_key(geom: PoolGeometry, channels: int, dtype: np.dtype) -> tuple[int, ...]:
     """Which specialised gather backward kernel fits (see
     ``_kernels.backward_kernel``): few channels (1 to 4: channels-first
@@ -551,7 +558,7 @@ class MaxPlan(Shapes):
         B, C = self.B, self.C
         W, Wo = cl.size, cl.out
         fkey = forward_key(geom, C, self.cdtype)
-        self.fwd = _kernels.forward_kernel(*fkey)
+        self.fwd = _kernels.forward_kernel(*fkey, int(not fkey[2] or has_borders(geom)))
         self.fwd_const = (rows.P, rows.R, W, Wo, C, rows.first, rows.full, rows.tap_ptr,
                           rows.tap_row, rows.tap_rt, rows.depth_step, rows.dh, cl.start, cl.lo,
                           cl.hi, cl.dilation, cl.kernel, cl.interior[0], cl.interior[1],

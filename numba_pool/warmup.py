@@ -101,9 +101,12 @@ class _Call:
 
 
 def _few_channel_calls(k: int, rank: int = 2) -> list[_Call]:
-    """Windows of k on every axis, 1-4 channels, strides 1, 2 and k."""
+    """Windows of k on every axis, 1-4 channels, strides 1, 2 and k, without
+    and with padding (a specialised kernel is compiled twice: with and without
+    the code for windows that reach outside x, see _plan.has_borders)."""
     side = (9,) * rank
-    return [_Call((2,) + side + (nc,), k, s) for s in sorted({1, 2, k}) for nc in range(1, 5)]
+    return [_Call((2,) + side + (nc,), k, s, p) for s in sorted({1, 2, k}) for nc in range(1, 5)
+            for p in (0, 1)]
 
 
 # family name -> calls that together compile every kernel of the family
@@ -115,9 +118,10 @@ FAMILIES: dict[str, list[_Call]] = {
     # blocks (every rank; _plan.uses_plane_blocks)
     "forward, any window, small channels-first planes": [
         _Call((2, 4, 9, 9), (2, 3), (2, 3), data_format="NCHW")],
-    "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2) for k in (2, 3)],
+    "forward, square windows, 5+ channels": [_Call((2, 9, 9, 8), k, 2, p) for k in (2, 3)
+                                              for p in (0, 1)],
     "forward, 5x5 and 7x7 windows (2/5 window <= stride < window), 5+ channels": [
-        _Call((2, 15, 15, 8), k, s) for k, s in ((5, 2), (7, 3))],
+        _Call((2, 15, 15, 8), k, s, p) for k, s in ((5, 2), (7, 3)) for p in (0, 2)],
     "forward, 2x2 windows, 1-4 channels": _few_channel_calls(2),
     "forward, 3x3 windows, 1-4 channels": _few_channel_calls(3),
     # windows that do not overlap, images of 64 KiB and more (smaller few-channel
@@ -139,9 +143,11 @@ FAMILIES: dict[str, list[_Call]] = {
     "backward, plane gather (stride 1, small channels-first images)": [
         _Call((1, 2, 20, 20), 2, 1, data_format="NCHW")],
     "1-D forward, windows 2, 3 (and 5, 7 with 5+ channels)": (
-        [_Call((2, 9, 8), k, 2) for k in (2, 3)] + [_Call((2, 15, 8), k, 3) for k in (5, 7)]
+        [_Call((2, 9, 8), k, 2, p) for k in (2, 3) for p in (0, 1)]
+        + [_Call((2, 15, 8), k, 3, p) for k in (5, 7) for p in (0, 2)]
         + _few_channel_calls(2, 1) + _few_channel_calls(3, 1)),
-    "3-D forward, cubes 2 and 3, 5+ channels": [_Call((2, 5, 5, 5, 8), k, 2) for k in (2, 3)],
+    "3-D forward, cubes 2 and 3, 5+ channels": [_Call((2, 5, 5, 5, 8), k, 2, p) for k in (2, 3)
+                                                for p in (0, 1)],
     "3-D forward, cubes 2 and 3, 1-4 channels": _few_channel_calls(2, 3) + _few_channel_calls(3, 3),
     "3-D backward, scatter (overlapping windows)": [_Call((2, 5, 5, 5, 8), 3, 1, 1)],
     "unpooling": [_Call((2, 9, 9, 8), 3, 1, 1, op="unpool"),

@@ -236,3 +236,34 @@ def test_large_windows_with_many_channels(k, overlap, pad, dilation, c, h, w, dt
         assert am._plan.fwd is _kernels.direct_forward_kernel()
     else:
         assert forward_key(am._plan.geom, am._plan.C, am._plan.cdtype)[2] == k
+
+
+@given(k=st.sampled_from([2, 3]), stride=st.sampled_from([1, 2, "k"]), pad=st.integers(0, 1),
+       ceil=st.booleans(), c=st.sampled_from([1, 3, 8]), h=st.integers(3, 12),
+       w=st.integers(3, 12), fmt=st.sampled_from(["NHWC", "NCHW"]),
+       dtype=st.sampled_from(FLOATS), data=st.data())
+def test_specialised_forward_with_and_without_border_code(k, stride, pad, ceil, c, h, w, fmt,
+                                                          dtype, data):
+    """A specialised forward kernel leaves its code for windows reaching outside x
+    out exactly when no window does (``_plan.has_borders``), and either variant
+    gives the reference's results bit for bit, serial and parallel."""
+    from numba_pool import _kernels
+    from numba_pool._plan import forward_key, has_borders
+
+    stride = k if stride == "k" else stride  # (the strides few channels have kernels for)
+    kwargs = dict(pool_size=k, strides=stride, padding=pad, dilation=1, ceil_mode=ceil,
+                  data_format=fmt)
+    try:
+        reference.max_pool2d(np.zeros((1, h, w, 1) if fmt == "NHWC" else (1, 1, h, w)),
+                             **kwargs)
+    except ValueError:
+        return  # no output, or a window with no element of x (tested elsewhere)
+    x = make_input(data.draw(values((2, c, h, w), dtype)), fmt)
+    _, am, _, _ = check_against_reference(x, kwargs)
+    plan = am._plan
+    key = forward_key(plan.geom, plan.C, plan.cdtype)
+    assert key[2] == k
+    borders = has_borders(plan.geom)
+    assert borders == (pad > 0 or (ceil and any(a.interior != (0, a.out)
+                                                for a in plan.geom.axes)))
+    assert plan.fwd is _kernels.forward_kernel(*key, int(borders))
