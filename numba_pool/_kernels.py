@@ -185,9 +185,11 @@ def _forward_generic(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, 
 def _forward_border(x, y, off, xb, yb, WC, C, k0, k1, tap_row, tap_rt, cstart, clo, chi, dw, kw,
                     owa, owb):
     """Output columns ``owa <= ow < owb`` of one output row, window by window,
-    tap by tap in row-major order, every channel (the border windows of the
-    specialised kernels: few, and cheap to compile, where
-    :func:`_forward_generic`'s row pass is neither).  Arguments as there."""
+    tap by tap in row-major order, vectorised over channels, the running
+    maximum and its tap kept in the output row (the border windows of the
+    specialised kernels, where :func:`_forward_generic`'s row pass would cost
+    more to compile than it saves, and every window of
+    :func:`direct_forward_kernel`).  Arguments as there."""
     Cu = U(C)
     for ow in range(owa, owb):
         ob = U(yb + ow * C)
@@ -460,34 +462,12 @@ def direct_forward_kernel():
     def kernel(x, y, off, P, R, W, Wo, C, tap_ptr, tap_row, tap_rt, cstart, clo, chi, dw, kw,
                nitems, lo, hi):
         WC = W * C
-        Cu = U(C)
         for item in range(lo, hi):
             b = item // R
             r = item - b * R
-            xb = b * P * WC
-            k0 = tap_ptr[r]
-            k1 = tap_ptr[r + 1]
-            for ow in range(Wo):
-                ob = U((item * Wo + ow) * C)
-                j0 = clo[ow]
-                j1 = chi[ow]
-                for k in range(k0, k1):
-                    xr = xb + tap_row[k] * WC + cstart[ow] * C
-                    t0 = tap_rt[k] * kw
-                    for j in range(j0, j1):
-                        q = U(xr + j * dw * C)
-                        t = np.int32(t0 + j)
-                        if k == k0 and j == j0:
-                            for c in range(Cu):
-                                y[ob + c] = x[q + c]
-                                off[ob + c] = t
-                            continue
-                        for c in range(Cu):
-                            v = x[q + c]
-                            cur = y[ob + c]
-                            take = (v > cur) | (v != v)
-                            y[ob + c] = v if take else cur
-                            off[ob + c] = t if take else off[ob + c]
+            _forward_border(x, y, off, b * P * WC, item * Wo * C, WC, C, tap_ptr[r],
+                            tap_ptr[r + 1], tap_row, tap_rt, cstart, clo, chi, dw, kw, i64(0),
+                            i64(Wo))
 
     return kernel
 

@@ -435,6 +435,25 @@ def stride1_gather_everywhere():
                          TAP_GATHER_MAX_TAPS=0)
 
 
+def width_stride1_case(rank, data, max_window, max_width, dtypes):
+    """A drawn max pooling case with width stride 1 (windows 2 to ``max_window``
+    wide, any row stride, dilation, padding, ceil_mode, layout, 1-9 channels,
+    rows of up to ``max_width``): ``(shape, dtype, keywords)``."""
+    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank - 1)) + (
+        data.draw(st.integers(2, max_window)),)
+    strides = tuple(data.draw(st.integers(1, 3)) for _ in range(rank - 1)) + (1,)
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(rank))
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in pool)
+    fmt = data.draw(st.sampled_from(FORMATS[rank]))
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9))
+    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4)) for _ in range(rank - 1)) + (
+        data.draw(st.integers(1, max_width)),)
+    shape = (n,) + spatial + (c,) if fmt[-1] == "C" else (n, c) + spatial
+    kw = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
+              ceil_mode=data.draw(st.booleans()), data_format=fmt)
+    return shape, data.draw(st.sampled_from(dtypes)), kw
+
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @given(data=st.data())
 def test_stride1_gather_matches_reference(rank, data):
@@ -442,18 +461,8 @@ def test_stride1_gather_matches_reference(rank, data):
     rank, window, dilation, padding, row stride and layout with width stride 1,
     serial and parallel, with +-0, NaN and inf in x and dy: bit for bit the
     reference's sums (row-major window order); the kernel is asserted to have run."""
-    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank - 1)) + (
-        data.draw(st.integers(2, 5)),)
-    strides = tuple(data.draw(st.integers(1, 3)) for _ in range(rank - 1)) + (1,)
-    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(rank))
-    padding = tuple(data.draw(st.integers(0, k // 2)) for k in pool)
-    fmt = data.draw(st.sampled_from(FORMATS[rank]))
-    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9))
-    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4)) for _ in range(rank))
-    shape = (n,) + spatial + (c,) if fmt[-1] == "C" else (n, c) + spatial
-    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int32]))
-    kw = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
-              data_format=fmt)
+    shape, dtype, kw = width_stride1_case(rank, data, 5, MAX_SIDE[rank] + 4,
+                                          [np.float32, np.float64, np.int32])
     check_max_backward_path(rank, data, shape, dtype, kw, stride1_gather_everywhere,
                             "stride-1 gather")
 
@@ -472,21 +481,10 @@ def test_tap_gather_matches_reference(rank, data):
     window, dilation, padding (and ceil_mode), row stride and layout with
     width stride 1, serial and parallel, with +-0, NaN and inf in x and dy:
     bit for bit the reference's sums (row-major window order); the kernel is
-    asserted to have run."""
-    pool = tuple(data.draw(st.integers(1, 4)) for _ in range(rank - 1)) + (
-        data.draw(st.integers(2, 6)),)
-    strides = tuple(data.draw(st.integers(1, 3)) for _ in range(rank - 1)) + (1,)
-    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(rank))
-    padding = tuple(data.draw(st.integers(0, k // 2)) for k in pool)
-    fmt = data.draw(st.sampled_from(FORMATS[rank]))
-    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 9))
-    # rows long enough for the kernel's blocks of every-tap-inside elements
-    spatial = tuple(data.draw(st.integers(1, MAX_SIDE[rank] + 4)) for _ in range(rank - 1)) + (
-        data.draw(st.integers(1, 40)),)
-    shape = (n,) + spatial + (c,) if fmt[-1] == "C" else (n, c) + spatial
-    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int32, np.uint8]))
-    kw = dict(pool_size=pool, strides=strides, padding=padding, dilation=dilation,
-              ceil_mode=data.draw(st.booleans()), data_format=fmt)
+    asserted to have run.  Rows of up to 40 elements, so that both the
+    kernel's blocks of every-tap-inside elements and its checked edges run."""
+    shape, dtype, kw = width_stride1_case(rank, data, 6, 40,
+                                          [np.float32, np.float64, np.int32, np.uint8])
     check_max_backward_path(rank, data, shape, dtype, kw, tap_gather_everywhere, "tap gather")
 
 
