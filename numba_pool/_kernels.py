@@ -820,19 +820,17 @@ def tap_gather_kernel(NR: int, KW: int):
     ``padl``: the width's leading padding; element ``q`` of a dx row
     (column ``q // C``) is reached through column tap ``j`` by the dy
     element ``q + (padl - j * dw) * C`` of the output row, where that lies
-    in ``[0, Wo * C)``.  No float16 (its sums round after each addition).
+    in ``[0, Wo * C)``.  Elements ``qa <= q < qe`` (``_plan.tap_gather_interior``:
+    every column tap inside the output row, at least one block of them, or
+    none) go in vectorised blocks, the others with every tap checked.  No
+    float16 (its sums round after each addition).
     """
 
     @kernel_jit(NR, KW)
-    def kernel(dy, off, dx, P, R, W, Wo, C, slot_out, slot_tap, padl, dw, zero, nitems, lo,
-               hi):
+    def kernel(dy, off, dx, P, R, W, Wo, C, slot_out, slot_tap, padl, dw, qa, qe, zero, nitems,
+               lo, hi):
         WC = W * C
         WoC = Wo * C
-        # every column tap of elements [qa, qe) lands inside the output row
-        qa = min(max(0, ((KW - 1) * dw - padl) * C), WC)
-        qe = min(WC, (Wo - padl) * C)
-        if qe - qa < TAP_GATHER_BLOCK:  # too few for one block: every element checked
-            qe = qa
         for item in range(lo, hi):
             b = item // P
             p = item - b * P

@@ -68,7 +68,7 @@ AVG_RUN_MAX_CHANNELS = 64
 # lies in the output row per element that has one outside.
 TAP_GATHER_MAX_TAPS = 9
 TAP_GATHER_MIN_INTERIOR_PER_EDGE = 28
-TAP_GATHER_MIN_INTERIOR = _kernels.TAP_GATHER_BLOCK  # (fewer: all checked, the kernel's edges)
+TAP_GATHER_MIN_INTERIOR = _kernels.TAP_GATHER_BLOCK  # fewer: all checked (tap_gather_interior)
 # Max backward of overlapping windows with width stride 1: the gather in runs
 # (see uses_stride1_gather) where window taps x element bytes are at most this,
 # and an output row holds at least this many elements.
@@ -274,12 +274,22 @@ def uses_tap_gather(geom: PoolGeometry, channels: int, dtype: np.dtype) -> bool:
     if (geom.adaptive or np.dtype(dtype) == np.float16 or c.stride != 1 or c.kernel < 2
             or geom.window_elements > np.iinfo(offsets_dtype(geom.window_elements)).max):
         return False  # (the last: the dtype's largest value marks unused slots)
-    row = c.size * channels
-    interior = (min(c.out - c.pad_before, c.size)
-                - max(0, (c.kernel - 1) * c.dilation - c.pad_before)) * channels
+    qa, qe = tap_gather_interior(geom, channels)
     return (tap_gather_slots(geom)[0] * c.kernel <= TAP_GATHER_MAX_TAPS
-            and interior >= TAP_GATHER_MIN_INTERIOR
-            and interior >= TAP_GATHER_MIN_INTERIOR_PER_EDGE * (row - interior))
+            and qe - qa >= TAP_GATHER_MIN_INTERIOR
+            and qe - qa >= TAP_GATHER_MIN_INTERIOR_PER_EDGE * (c.size * channels - (qe - qa)))
+
+
+def tap_gather_interior(geom: PoolGeometry, channels: int) -> tuple[int, int]:
+    """``(qa, qe)``: the elements ``qa <= q < qe`` of a dx row (``channels``, the
+    kernels' C, per column) whose every column tap lands inside the output row,
+    which ``_kernels.tap_gather_kernel`` sums in vectorised blocks; empty
+    (``qe == qa``) when they are fewer than one block."""
+    c = geom.cols
+    row = c.size * channels
+    qa = min(max(0, (c.kernel - 1) * c.dilation - c.pad_before) * channels, row)
+    qe = min(row, (c.out - c.pad_before) * channels)
+    return (qa, qe) if qe - qa >= _kernels.TAP_GATHER_BLOCK else (qa, qa)
 
 
 @functools.lru_cache(maxsize=256)
@@ -585,8 +595,9 @@ class MaxPlan(Shapes):
             self.backward_kind = "tap gather"
             nr, slot_out, slot_tap = tap_gather_slots(geom)
             self.bwd = _kernels.tap_gather_kernel(nr, cl.kernel)
-            self.bwd_const = (rows.P, rows.R, W, Wo, C, slot_out, slot_tap,
-                              cl.pad_before, cl.dilation, self.cdtype.type(0), B * rows.P)
+            self.bwd_const = (rows.P, rows.R, W, Wo, C, slot_out, slot_tap, cl.pad_before,
+                              cl.dilation, *tap_gather_interior(geom, C), self.cdtype.type(0),
+                              B * rows.P)
             self.bwd_work = touched * 2
         elif uses_stride1_gather(geom, C, self.dtype):
             self.backward_kind = "stride-1 gather"
